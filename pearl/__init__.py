@@ -1,0 +1,3 @@
+"""PEARL: probabilistic context-based off-policy meta-reinforcement learning."""
+
+__version__ = "0.1.0"
