@@ -1,0 +1,346 @@
+"""The ``pearl`` command line: train, resume, evaluate, embed, list, check-encoder.
+
+Exit codes: 0 success; 1 training failed (diverged, crashed); 2 bad input (config, encoder, env,
+checkpoint, run id); 130 stopped by a signal after writing a checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+def _bad_input_types() -> tuple[type[BaseException], ...]:
+    import encoders
+    import envs
+    from pearl.checkpoint import CheckpointError
+    from pearl.config import ConfigError
+    from pearl.tracking import TrackingError
+
+    return (UsageError, ConfigError, encoders.EncoderError, envs.EnvError, CheckpointError, TrackingError)
+
+
+# ----------------------------------------------------------------------------------------------
+# train / resume
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from pearl.config import load_config
+
+    cfg = load_config(args.config, args.set)
+    if args.no_progress:
+        cfg.tracking.progress = False
+    return _run_training(cfg, run_id=None, source=str(args.config))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from pearl.config import config_from_dict
+    import yaml
+
+    folder, run_id = _locate_checkpoints(args.run, args.tracking_uri)
+    from pearl.checkpoint import latest_checkpoint
+
+    state = latest_checkpoint(folder)
+    if state is None:
+        raise UsageError(f"{folder}: no checkpoint to resume from")
+    cfg = config_from_dict(yaml.safe_load(state["config_yaml"]), f"{state['_path']} (saved config)")
+    if args.tracking_uri:
+        cfg.tracking.tracking_uri = args.tracking_uri
+    if args.no_progress:
+        cfg.tracking.progress = False
+    run_id = run_id or state.get("run_id") or None
+    return _run_training(cfg, run_id=run_id, source=state["_path"], state=state, checkpoint_dir=folder)
+
+
+def _run_training(cfg: Any, *, run_id: str | None, source: str, state: dict | None = None,
+                  checkpoint_dir: Path | None = None) -> int:
+    from pearl.tracking import Tracker
+    from pearl.trainer import Trainer, TrainingDiverged, TrainingInterrupted
+
+    # Build everything first: a bad env/encoder is reported before any MLflow run exists.
+    trainer = Trainer(cfg)
+    if state is not None:
+        trainer.load_state_dict(state)
+    if run_id is None:
+        run_name = cfg.tracking.run_name or f"{cfg.env.name}__{cfg.encoder.name.split(':')[-1]}__{cfg.seed}__{int(time.time())}"
+        tracker = Tracker.start(cfg, run_name=run_name)
+    else:
+        from pearl.tracking import resolve_tracking_uri
+
+        tracker = Tracker(resolve_tracking_uri(cfg.tracking.tracking_uri), run_id=run_id)
+        tracker.client.update_run(run_id, status="RUNNING")
+    trainer.run_id = tracker.run_id
+    trainer.checkpoint_dir = checkpoint_dir or Path(cfg.tracking.checkpoint_dir).resolve() / tracker.run_id
+    tracker.set_tag("pearl.checkpoint_dir", str(trainer.checkpoint_dir))
+    print(f"run {tracker.run_id} ({'resumed from ' + source if state else source})", file=sys.stderr)
+    print(f"  tracking: {tracker.tracking_uri}   checkpoints: {trainer.checkpoint_dir}", file=sys.stderr)
+
+    history: dict[str, list[float]] = {"steps": [], "adapted": [], "prior": []}
+    bar = _progress(cfg, trainer.iteration)
+
+    def on_iteration(result: Any) -> None:
+        tracker.log_metrics(result.metrics, step=result.env_steps)
+        tracker.flush()
+        m = result.metrics
+        if result.test is not None:
+            history["steps"].append(result.env_steps)
+            history["adapted"].append(result.test.return_adapted)
+            history["prior"].append(result.test.return_prior)
+        if bar is not None:
+            postfix = {"steps": result.env_steps, "s/it": f"{m['time/iteration_s']:.1f}"}
+            if "eval/test/return_adapted" in m:
+                bar.last_return = f"{m['eval/test/return_adapted']:.2f}"
+            postfix["test_return"] = getattr(bar, "last_return", "-")
+            bar.set_postfix(postfix, refresh=False)
+            bar.update(1)
+
+    status = "FAILED"
+    try:
+        trainer.train(on_iteration)
+        status = "FINISHED"
+    except TrainingDiverged as err:
+        print(f"error: training diverged: {err}; the last good checkpoint is kept in {trainer.checkpoint_dir}",
+              file=sys.stderr)
+        return EXIT_FAILED
+    except TrainingInterrupted as err:
+        status = "KILLED"
+        print(f"stopped: {err}. Continue with: pearl resume {tracker.run_id}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        status = "KILLED"
+        print("stopped at once by a second signal; resume from the last checkpoint with "
+              f"pearl resume {tracker.run_id}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if bar is not None:
+            bar.close()
+        if status == "FINISHED":
+            _log_final_outputs(trainer, tracker, history)
+        tracker.end(status)
+    print(f"\ndone: run {tracker.run_id}, final test return (adapted) "
+          f"{history['adapted'][-1] if history['adapted'] else float('nan'):.3f}")
+    print(f"  view it:  mlflow ui --backend-store-uri {tracker.tracking_uri}   (then open http://127.0.0.1:5000)")
+    return EXIT_OK
+
+
+def _progress(cfg: Any, start: int) -> Any:
+    if not cfg.tracking.progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=cfg.train.num_iterations, initial=start, desc="meta-train", unit="it", file=sys.stderr,
+                dynamic_ncols=True)
+
+
+def _log_final_outputs(trainer: Any, tracker: Any, history: dict[str, list[float]]) -> None:
+    """Plots, the final adaptation curve, and the model weights (no buffers) as artifacts."""
+    import matplotlib.pyplot as plt
+    import tempfile
+    import torch
+
+    from pearl import plots
+
+    title = f"{trainer.cfg.env.name} / {trainer.cfg.encoder.name} (run {tracker.run_id[:8]})"
+    if history["steps"]:
+        fig = plots.learning_curve(history["steps"], history["adapted"], history["prior"], title=title)
+        tracker.log_figure(fig, "plots/learning_curve.png")
+        plt.close(fig)
+    result = trainer.evaluate(trainer.test_tasks)
+    fig = plots.adaptation_curve(result.returns, result.num_exp_traj_eval, title=title)
+    tracker.log_figure(fig, "plots/adaptation_curve.png")
+    plt.close(fig)
+    tracker.log_text(result.table(), "eval/adaptation_curve.txt")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.pt"
+        torch.save({"config_yaml": trainer.cfg.to_yaml(), "learner": trainer.learner.state_dict()}, path)
+        tracker.log_artifact(path, "model")
+
+
+def _locate_checkpoints(run: str, tracking_uri: str | None) -> tuple[Path, str | None]:
+    """RUN is a checkpoint file, a checkpoint folder, or an MLflow run id → (folder, run id)."""
+    path = Path(run)
+    if path.is_file():
+        return path.parent, None
+    if path.is_dir():
+        return path, None
+    from pearl.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = MlflowClient(uri).get_run(run)
+    except MlflowException:
+        raise UsageError(f"{run!r} is neither a checkpoint path nor a run id in the tracking store {uri}") from None
+    folder = found.data.tags.get("pearl.checkpoint_dir")
+    if not folder:
+        raise UsageError(f"run {run} has no checkpoints recorded (tag pearl.checkpoint_dir is missing)")
+    return Path(folder), run
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluate
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import yaml
+
+    from pearl.checkpoint import latest_checkpoint, load_checkpoint
+    from pearl.config import config_from_dict
+    from pearl.tracking import Tracker, resolve_tracking_uri
+    from pearl.trainer import Trainer
+
+    folder, run_id = _locate_checkpoints(args.run, args.tracking_uri)
+    state = load_checkpoint(args.run) if Path(args.run).is_file() else latest_checkpoint(folder)
+    if state is None:
+        raise UsageError(f"{folder}: no checkpoint to evaluate")
+    path = state.get("_path", args.run)
+    cfg = config_from_dict(yaml.safe_load(state["config_yaml"]), f"{path} (saved config)")
+    trainer = Trainer(cfg)
+    trainer.learner.load_state_dict(state["learner"])
+    tasks = trainer.test_tasks if args.tasks == "test" else trainer.tasks.train_tasks
+    if len(tasks) == 0:
+        raise UsageError(f"no {args.tasks} tasks to evaluate on")
+    if len(tasks) > len(trainer.collector.envs):
+        from pearl.collect import VectorCollector
+
+        trainer.collector = VectorCollector(trainer.tasks.make_env, n_slots=len(tasks),
+                                            max_path_length=trainer.max_path_length, seed=cfg.seed + 10_000,
+                                            device=trainer.device)
+    episodes = args.episodes or cfg.eval.num_episodes
+    if episodes < cfg.eval.num_exp_traj_eval:
+        raise UsageError(f"--episodes must be at least eval.num_exp_traj_eval ({cfg.eval.num_exp_traj_eval})")
+    result = trainer.evaluate(tasks, num_episodes=episodes)
+    print(f"checkpoint {path} (iteration {state['iteration']}), {len(tasks)} {args.tasks} tasks")
+    print(result.table())
+    print(f"return with z from the prior: {result.return_prior:.3f}")
+    print(f"adapted return:               {result.return_adapted:.3f}")
+    run_id = run_id or state.get("run_id") or None
+    if run_id:
+        tracker = Tracker(resolve_tracking_uri(args.tracking_uri or cfg.tracking.tracking_uri), run_id=run_id)
+        tracker.log_metrics(result.metrics(f"evaluate/{args.tasks}"), step=int(state["env_steps"]))
+        tracker.flush()
+        tracker.log_text(result.table(), f"evaluate/{args.tasks}_adaptation_curve_{int(time.time())}.txt")
+        print(f"logged to run {run_id} as evaluate/{args.tasks}/*")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------------------------
+# list, check-encoder, embed
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import encoders
+    import envs
+
+    print("task families (env.name):")
+    for name, cls in sorted(envs.registered_task_families().items()):
+        doc = (cls.__doc__ or "").strip().splitlines()
+        print(f"  {name:<22} {doc[0] if doc else ''}")
+    print("encoders (encoder.name):")
+    for name, cls in sorted(encoders.registered_encoders().items()):
+        doc = (cls.__doc__ or "").strip().splitlines()
+        print(f"  {name:<22} {doc[0] if doc else ''}")
+    return EXIT_OK
+
+
+def cmd_check_encoder(args: argparse.Namespace) -> int:
+    import encoders
+
+    try:
+        kwargs = json.loads(args.kwargs)
+    except json.JSONDecodeError as err:
+        raise UsageError(f"--kwargs: not valid JSON: {err}") from None
+    if not isinstance(kwargs, dict):
+        raise UsageError("--kwargs: expected a JSON object, e.g. '{\"hidden_sizes\": [64, 64]}'")
+    return encoders.check_encoder_cli(args.encoder, context_dim=args.context_dim, latent_dim=args.latent_dim,
+                                      kwargs=kwargs, device=args.device)
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    print("pearl embed: not implemented yet (latent inspection arrives with its own issue)", file=sys.stderr)
+    return EXIT_FAILED
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pearl",
+        description="PEARL: probabilistic context-based off-policy meta-RL, tracked in MLflow.",
+        epilog="Runs go to $MLFLOW_TRACKING_URI or sqlite:///mlflow.db; view them with `mlflow ui`.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("train", help="meta-train from an experiment config",
+                       description="Meta-train from a YAML experiment config, logging to MLflow.")
+    p.add_argument("config", type=Path, help="experiment YAML (see experiments/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set algo.kl_lambda=1.0 --set seed=3 (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("resume", help="continue a run from its last good checkpoint",
+                       description="Continue a run in the same MLflow run from its last good checkpoint.")
+    p.add_argument("run", help="MLflow run id, checkpoint folder or checkpoint file")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("evaluate", help="meta-test a trained agent",
+                       description="Run the meta-test protocol on fresh episodes and print the adaptation curve.")
+    p.add_argument("run", help="MLflow run id, checkpoint folder or checkpoint file")
+    p.add_argument("--tasks", choices=("test", "train"), default="test", help="which tasks (default: test)")
+    p.add_argument("--episodes", type=int, help="episodes per task (default: the config's eval.num_episodes)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("embed", help="inspect latent task embeddings of a run",
+                       description="Inspect the latent task embeddings q(z|c) of a trained run.")
+    p.add_argument("run", help="MLflow run id or checkpoint path")
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("list", help="registered task families and encoders",
+                       description="List the registered task families (env.name) and encoders (encoder.name).")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("check-encoder", help="check an encoder against the contract",
+                       description="Check a registered encoder or a 'package.module:ClassName' against the contract.")
+    p.add_argument("encoder", help="registered name or package.module:ClassName")
+    p.add_argument("--context-dim", type=int, default=5, help="size of one context transition (default 5)")
+    p.add_argument("--latent-dim", type=int, default=5, help="size of z (default 5)")
+    p.add_argument("--kwargs", default="{}", help="encoder keyword arguments as JSON")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.set_defaults(func=cmd_check_encoder)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    try:
+        return args.func(args)
+    except _bad_input_types() as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Vectorised rollouts: one env per task slot, all slots stepped in lockstep, one policy call per step.
+
+Shapes:
+    K: task slots collected at once, S: steps per slot, O/A/L: obs/action/latent dims.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from pearl.agent import PEARLAgent
+
+
+class Rollouts(NamedTuple):
+    """Transitions of ``K`` slots, ``S`` steps each: every field ``[K, S, dim]``.
+
+    ``terminals`` marks true terminations only (time-limit truncation is not termination).
+    ``episode_ids`` numbers the episodes of each slot, for per-episode returns.
+    """
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_observations: np.ndarray
+    terminals: np.ndarray
+    sparse_rewards: np.ndarray
+    successes: np.ndarray
+    episode_ids: np.ndarray
+
+    def task(self, k: int) -> dict[str, np.ndarray]:
+        """The transitions of slot ``k`` as keyword arguments of ``MultiTaskBuffer.add``."""
+        return dict(
+            observations=self.observations[k], actions=self.actions[k], rewards=self.rewards[k],
+            next_observations=self.next_observations[k], terminals=self.terminals[k],
+            sparse_rewards=self.sparse_rewards[k],
+        )
+
+
+# z source: called with a boolean mask [K] of slots starting an episode, returns z [K, L]
+ZSource = Callable[[np.ndarray], torch.Tensor]
+
+
+class VectorCollector:
+    """A pool of envs of one task distribution, stepped together.
+
+    Args:
+        make_env: builds one env of the family (``task_distribution.make_env``).
+        n_slots: how many envs (tasks collected at once).
+        max_path_length: episode cap; reaching it truncates, it does not terminate.
+        seed: seeds each env's own RNG (slot ``k`` gets ``seed + k``).
+        device: where the policy runs.
+    """
+
+    def __init__(self, make_env: Callable[[], gym.Env], *, n_slots: int, max_path_length: int,
+                 seed: int, device: torch.device) -> None:
+        self.envs = [make_env() for _ in range(n_slots)]
+        self.max_path_length, self.device = max_path_length, device
+        space = self.envs[0].action_space
+        assert isinstance(space, gym.spaces.Box), "continuous (Box) action spaces only"
+        self._low, self._high = space.low.astype(np.float64), space.high.astype(np.float64)
+        self._obs = [None] * n_slots
+        for k, env in enumerate(self.envs):
+            env.reset(seed=seed + k)  # seeds the env's RNG once; later resets continue it
+            env.action_space.seed(seed + k)
+
+    def scale_action(self, action: np.ndarray) -> np.ndarray:
+        """Policy actions in [-1, 1] → the env's box."""
+        return self._low + (action + 1.0) * 0.5 * (self._high - self._low)
+
+    def rollout(
+        self,
+        agent: PEARLAgent | None,
+        tasks: np.ndarray,
+        n_steps: int,
+        z_source: ZSource | None,
+        *,
+        deterministic: bool = False,
+    ) -> Rollouts:
+        """Run ``n_steps`` steps in each of ``len(tasks)`` slots.
+
+        Every slot starts a fresh episode; episodes end on termination or at ``max_path_length``,
+        and a new one starts (with a new z from ``z_source``) until the slot has ``n_steps``
+        steps. ``agent=None`` acts uniformly at random (baselines).
+
+        Shapes:
+            tasks [K, P] -> Rollouts fields [K, n_steps, dim]
+        """
+        K = len(tasks)
+        if K > len(self.envs):
+            raise ValueError(f"{K} tasks but only {len(self.envs)} env slots")
+        envs = self.envs[:K]
+        obs = np.stack([self._reset(env, task) for env, task in zip(envs, tasks)])
+        obs_dim, act_dim = obs.shape[1], self._low.shape[0]
+        out = {
+            "observations": np.zeros((K, n_steps, obs_dim), np.float32),
+            "actions": np.zeros((K, n_steps, act_dim), np.float32),
+            "rewards": np.zeros((K, n_steps, 1), np.float32),
+            "next_observations": np.zeros((K, n_steps, obs_dim), np.float32),
+            "terminals": np.zeros((K, n_steps, 1), np.float32),
+            "sparse_rewards": np.zeros((K, n_steps, 1), np.float32),
+            "successes": np.zeros((K, n_steps, 1), np.float32),
+            "episode_ids": np.zeros((K, n_steps), np.int64),
+        }
+        episode_len = np.zeros(K, np.int64)
+        episode_id = np.zeros(K, np.int64)
+        starting = np.ones(K, bool)
+        z = None
+        for t in range(n_steps):
+            if agent is None:
+                action = np.stack([env.action_space.sample() for env in envs])
+                action = 2.0 * (action - self._low) / (self._high - self._low) - 1.0
+            else:
+                if starting.any():
+                    new_z = z_source(starting)
+                    z = new_z if z is None else torch.where(torch.as_tensor(starting, device=new_z.device)[:, None], new_z, z)
+                obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+                action = agent.act(obs_t, z, deterministic=deterministic).cpu().numpy().astype(np.float64)
+            out["observations"][:, t] = obs
+            out["actions"][:, t] = action
+            out["episode_ids"][:, t] = episode_id
+            env_action = self.scale_action(action)
+            for k, env in enumerate(envs):
+                next_obs, reward, terminated, truncated, info = env.step(env_action[k])
+                out["rewards"][k, t] = reward
+                out["next_observations"][k, t] = next_obs
+                out["terminals"][k, t] = float(terminated)
+                out["sparse_rewards"][k, t] = info.get("sparse_reward", reward)
+                out["successes"][k, t] = float(info.get("success", 0.0))
+                episode_len[k] += 1
+                done = terminated or truncated or episode_len[k] >= self.max_path_length
+                starting[k] = done
+                if done:
+                    episode_len[k] = 0
+                    episode_id[k] += 1
+                    next_obs = self._reset(env, None)
+                obs[k] = next_obs
+        return Rollouts(**out)
+
+    @staticmethod
+    def _reset(env: gym.Env, task: np.ndarray | None) -> np.ndarray:
+        if task is not None:
+            env.unwrapped.set_task(task)
+        obs, _ = env.reset()
+        return np.asarray(obs, dtype=np.float32)

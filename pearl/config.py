@@ -1,0 +1,383 @@
+"""Typed experiment configuration, loaded strictly from YAML.
+
+A config is a tree of dataclasses. Each field carries its help text and, where it has one, its
+range (``check``) in the field metadata, so a config file is validated completely before anything
+runs: an unknown key, a wrong type, an out-of-range value or an unregistered env/encoder raises
+:class:`ConfigError` with one message naming the file, the dotted key and what was expected.
+
+Examples:
+    >>> cfg = ExperimentConfig()
+    >>> cfg.algo.kl_lambda
+    0.1
+    >>> apply_overrides({"algo": {"kl_lambda": 0.1}}, ["algo.kl_lambda=1.0"])
+    {'algo': {'kl_lambda': 1.0}}
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names file, key and expectation."""
+
+
+def _field(default: Any, help: str, *, check: str | None = None, choices: tuple = ()) -> Any:
+    """A dataclass field with help text and an optional range check.
+
+    ``check`` is one of ``positive`` (> 0), ``nonneg`` (>= 0), ``prob`` (in [0, 1]).
+    """
+    meta = {"help": help, "check": check, "choices": choices}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class EnvConfig:
+    """Which task distribution to train and test on."""
+
+    name: str = _field("point-robot", "registered task family (see `pearl list`)")
+    n_train_tasks: int | None = _field(None, "training tasks; null = the family's default", check="positive")
+    n_test_tasks: int | None = _field(None, "held-out test tasks; null = the family's default", check="positive")
+    max_path_length: int | None = _field(None, "episode cap in steps; null = the family's default", check="positive")
+    kwargs: dict[str, Any] = _field({}, "extra keyword arguments of the task family")
+
+
+@dataclass
+class EncoderConfig:
+    """The context encoder q(z|c)."""
+
+    name: str = _field("mlp", "registered encoder name or 'package.module:ClassName'")
+    latent_dim: int = _field(5, "size of the latent task variable z", check="positive")
+    use_next_obs: bool = _field(False, "context transitions are (s, a, r, s') instead of (s, a, r)")
+    kwargs: dict[str, Any] = _field({}, "keyword arguments of the encoder class (e.g. hidden_sizes)")
+
+
+@dataclass
+class AlgoConfig:
+    """The SAC learner conditioned on z, and the encoder's training signal."""
+
+    variant: str = _field(
+        "pearl",
+        "'pearl': the paper's SAC (value net, fixed entropy weight, reward_scale); "
+        "'modern': twin target Q and automatic entropy tuning",
+        choices=("pearl", "modern"),
+    )
+    hidden_sizes: list[int] = _field([300, 300, 300], "hidden layer sizes of policy, Q and V networks")
+    policy_lr: float = _field(3e-4, "policy learning rate", check="positive")
+    qf_lr: float = _field(3e-4, "Q-function learning rate", check="positive")
+    vf_lr: float = _field(3e-4, "value-function learning rate (pearl variant)", check="positive")
+    context_lr: float = _field(3e-4, "encoder learning rate", check="positive")
+    alpha_lr: float = _field(3e-4, "entropy-weight learning rate (modern variant)", check="positive")
+    discount: float = _field(0.99, "discount factor gamma", check="prob")
+    soft_target_tau: float = _field(0.005, "Polyak averaging rate of the target networks", check="prob")
+    reward_scale: float = _field(5.0, "reward multiplier; the inverse entropy weight of the pearl variant", check="positive")
+    kl_lambda: float = _field(0.1, "weight of KL(q(z|c) || N(0, I)) in the encoder loss", check="nonneg")
+    meta_batch: int = _field(16, "tasks per gradient step", check="positive")
+    batch_size: int = _field(256, "RL transitions per task per gradient step", check="positive")
+    embedding_batch_size: int = _field(64, "context transitions per task per gradient step", check="positive")
+    policy_mean_reg_weight: float = _field(1e-3, "L2 weight on the policy mean (pearl variant)", check="nonneg")
+    policy_std_reg_weight: float = _field(1e-3, "L2 weight on the policy log-std (pearl variant)", check="nonneg")
+    policy_pre_activation_weight: float = _field(0.0, "L2 weight on the pre-tanh action (pearl variant)", check="nonneg")
+    target_entropy: float | None = _field(None, "entropy target (modern variant); null = -action_dim")
+    init_alpha: float = _field(1.0, "initial entropy weight (modern variant)", check="positive")
+    sparse_rewards: bool = _field(
+        False, "the context sees the env's sparse reward, the critic the dense one (sparse families)"
+    )
+
+
+@dataclass
+class TrainConfig:
+    """The meta-training schedule (PEARL's Algorithm 1), in env steps per task."""
+
+    num_iterations: int = _field(500, "meta-training iterations", check="positive")
+    num_initial_steps: int = _field(2000, "prior-z steps per training task before the first iteration", check="nonneg")
+    num_tasks_sample: int = _field(5, "training tasks collected on per iteration", check="nonneg")
+    num_steps_prior: int = _field(400, "steps per sampled task with z from the prior (to both buffers)", check="nonneg")
+    num_steps_posterior: int = _field(0, "steps per sampled task with z from q(z|c) (to both buffers)", check="nonneg")
+    num_extra_rl_steps_posterior: int = _field(
+        400, "steps per sampled task with z from q(z|c), to the RL buffer only", check="nonneg"
+    )
+    num_train_steps_per_itr: int = _field(2000, "gradient steps per iteration", check="nonneg")
+    replay_buffer_size: int = _field(1_000_000, "RL buffer capacity per task, in transitions", check="positive")
+
+
+@dataclass
+class EvalConfig:
+    """Meta-test protocol: exploration with prior z, then adaptation with q(z|c)."""
+
+    every: int = _field(1, "evaluate every this many iterations (and always after the last)", check="positive")
+    num_episodes: int = _field(3, "episodes per task, exploration included", check="positive")
+    num_exp_traj_eval: int = _field(1, "leading episodes with z from the prior (posterior sampling)", check="positive")
+    n_test_tasks: int | None = _field(None, "test tasks evaluated; null = all", check="positive")
+    n_train_tasks: int = _field(5, "training tasks evaluated too (0 = none)", check="nonneg")
+
+
+@dataclass
+class TrackingConfig:
+    """Where results go: an MLflow tracking store, checkpoints as run artifacts."""
+
+    tracking_uri: str | None = _field(
+        None, "MLflow tracking URI; null = $MLFLOW_TRACKING_URI or sqlite:///mlflow.db in the working directory"
+    )
+    experiment_name: str = _field("pearl", "MLflow experiment name")
+    run_name: str | None = _field(None, "MLflow run name; null = '<env>__<encoder>__<seed>__<time>'")
+    checkpoint_every: int = _field(10, "checkpoint every this many iterations (and after the last)", check="positive")
+    keep_checkpoints: int = _field(2, "how many recent checkpoints to keep on disk", check="positive")
+    checkpoint_dir: str = _field("checkpoints", "local folder for checkpoints, one subfolder per run")
+    progress: bool = _field(True, "show a progress bar")
+
+
+@dataclass
+class ExperimentConfig:
+    """A whole experiment."""
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    seed: int = _field(0, "seeds every random number generator", check="nonneg")
+    device: str = _field("cpu", "torch device: 'cpu', 'cuda', 'cuda:N' or 'auto'")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return f"a list of {_describe(item)}"
+    if origin is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    if tp is Any:
+        return "any value"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
+    """Check ``value`` against type ``tp``; return it (ints widened to float where a float is due)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _convert(value, arg, key, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {key}: expected {_describe(tp)}, got {value!r}")
+    if tp is type(None):
+        if value is None:
+            return None
+    elif tp is Any:
+        return value
+    elif dataclasses.is_dataclass(tp):
+        if isinstance(value, dict):
+            return _from_dict(tp, value, where, prefix=key + ".")
+    elif origin is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(value, list):
+            return [_convert(v, item, f"{key}[{i}]", where) for i, v in enumerate(value)]
+    elif origin is dict:
+        if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+            return dict(value)
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{where}: {key}: expected {_describe(tp)}, got {value!r}")
+
+
+_CHECKS = {
+    "positive": (lambda v: v > 0, "a value > 0"),
+    "nonneg": (lambda v: v >= 0, "a value >= 0"),
+    "prob": (lambda v: 0.0 <= v <= 1.0, "a value in [0, 1]"),
+}
+
+
+def _from_dict(cls: type, data: dict[str, Any], where: str, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"{where}: {prefix}{key}: unknown key (known keys here: {known})")
+    kwargs = {}
+    for name, value in data.items():
+        key = prefix + name
+        value = _convert(value, hints[name], key, where)
+        meta = fields[name].metadata
+        check, choices = meta.get("check"), meta.get("choices")
+        if check and value is not None:
+            ok, expected = _CHECKS[check]
+            if not ok(value):
+                raise ConfigError(f"{where}: {key}: expected {expected}, got {value!r}")
+        if choices and value not in choices:
+            raise ConfigError(f"{where}: {key}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "kwargs":
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a config file as a plain mapping, resolving ``base: other.yaml`` (relative to the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    resolved = path.resolve()
+    if resolved in _seen:
+        chain = " -> ".join(str(p) for p in (*_seen, resolved))
+        raise ConfigError(f"{path}: base: configs extend each other in a cycle ({chain})")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base: expected a path to another config file, got {base!r}")
+    base_path = Path(base) if Path(base).is_absolute() else path.parent / base
+    return _deep_merge(read_yaml(base_path, (*_seen, resolved)), data)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str], where: str = "--set") -> dict[str, Any]:
+    """Apply ``dotted.key=value`` overrides; values are parsed as YAML (``1e-3``, ``[64, 64]``, ``null``)."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"{where}: {item!r}: expected KEY=VALUE, e.g. algo.kl_lambda=1.0")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{where}: {key}: value {raw!r} is not valid YAML: {err}") from None
+        node = data
+        parts = key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{where}: {'.'.join(parts[: depth + 1])}: is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def config_from_dict(data: dict[str, Any], where: str = "<config>", *, check_registries: bool = True) -> ExperimentConfig:
+    """Build and validate an :class:`ExperimentConfig` from a plain mapping."""
+    cfg = _from_dict(ExperimentConfig, data, where)
+    _validate(cfg, where, check_registries=check_registries)
+    return cfg
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None, *, check_registries: bool = True) -> ExperimentConfig:
+    """Load a YAML config file strictly, apply ``--set`` overrides, validate everything.
+
+    Raises:
+        ConfigError: naming the file, the dotted key and what was expected.
+    """
+    data = read_yaml(path)
+    data = apply_overrides(data, overrides or [], where=f"{path} (--set)")
+    return config_from_dict(data, str(path), check_registries=check_registries)
+
+
+def _validate(cfg: ExperimentConfig, where: str, *, check_registries: bool) -> None:
+    """Cross-field checks and registry look-ups."""
+    if cfg.eval.num_exp_traj_eval > cfg.eval.num_episodes:
+        raise ConfigError(
+            f"{where}: eval.num_exp_traj_eval: expected at most eval.num_episodes "
+            f"({cfg.eval.num_episodes}), got {cfg.eval.num_exp_traj_eval}"
+        )
+    if not any(p > 0 for p in (cfg.train.num_initial_steps, cfg.train.num_steps_prior, cfg.train.num_steps_posterior)):
+        raise ConfigError(
+            f"{where}: train.num_initial_steps: expected > 0 when no per-iteration steps go to the context "
+            "buffer, got 0 (the encoder would never see data)"
+        )
+    if any(s <= 0 for s in cfg.algo.hidden_sizes) or not cfg.algo.hidden_sizes:
+        raise ConfigError(f"{where}: algo.hidden_sizes: expected a non-empty list of sizes > 0, got {cfg.algo.hidden_sizes}")
+    device = cfg.device
+    if not (device in ("cpu", "auto", "cuda", "mps") or device.startswith("cuda:")):
+        raise ConfigError(f"{where}: device: expected 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto', got {device!r}")
+    if not check_registries:
+        return
+    import encoders
+    import envs
+
+    families = envs.registered_task_families()
+    if cfg.env.name not in families:
+        raise ConfigError(
+            f"{where}: env.name: expected a registered task family ({', '.join(sorted(families))}), got {cfg.env.name!r}"
+        )
+    try:
+        encoders.resolve_encoder_class(cfg.encoder.name)
+    except encoders.EncoderError as err:
+        raise ConfigError(f"{where}: encoder.name: {err}") from None
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested mappings to dotted keys: ``{'algo': {'kl_lambda': .1}} -> {'algo.kl_lambda': .1}``."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def field_help(cls: type = ExperimentConfig, prefix: str = "") -> dict[str, str]:
+    """Dotted key -> help text for every field, for documentation and ``--help``."""
+    out: dict[str, str] = {}
+    for f in dataclasses.fields(cls):
+        hint = typing.get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(hint):
+            out.update(field_help(hint, f"{prefix}{f.name}."))
+        else:
+            out[prefix + f.name] = f.metadata.get("help", "")
+    return out

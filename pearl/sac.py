@@ -1,0 +1,179 @@
+"""One PEARL gradient step: critic + KL train the encoder, the actor sees z detached.
+
+Two SAC variants:
+
+``pearl`` (the paper's)::
+
+    q_target   = reward_scale · r + (1 - d) · γ · V_targ(s', z)
+    L_critic   = Σ_{i=1,2} mean (Q_i(s, a, z) - q_target)²          → Q_1, Q_2, encoder
+    L_kl       = kl_lambda · Σ_tasks KL(q(z|c) ‖ p(z))                → encoder
+    V_target   = min_i Q_i(s, ã, z̄) - log π(ã|s, z̄),  ã ~ π(·|s, z̄)   (Q after its update)
+    L_value    = mean (V(s, z̄) - V_target)²                          → V
+    L_policy   = mean (log π(ã|s, z̄) - min_i Q_i(s, ã, z̄)) + regularisers on μ, log σ, pre-tanh → π
+
+``modern``: twin target Q networks instead of V, and an entropy weight α tuned towards a target
+entropy: ``q_target = reward_scale · r + (1 - d) γ (min_i Q_targ_i(s', a') - α log π(a'|s', z))``.
+
+Here z̄ is z detached. The KL is summed over the tasks of the meta-batch, as in the paper's code.
+Time-limit truncation never enters ``d``: only true terminations stop the bootstrap.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from pearl.agent import PEARLAgent
+from pearl.buffers import TransitionBatch
+from pearl.config import AlgoConfig
+from pearl.networks import EnsembleMLP, mlp
+
+
+def _adam(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Adam:
+    return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """Polyak averaging: θ_targ ← (1 - τ) θ_targ + τ θ."""
+    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+
+
+class SACLearner(nn.Module):
+    """Owns the critics, the optimisers and the update; the agent owns encoder and policy.
+
+    Args:
+        agent: the encoder + policy being trained.
+        obs_dim: O.
+        action_dim: A.
+        cfg: the ``algo`` section of the config.
+    """
+
+    def __init__(self, agent: PEARLAgent, *, obs_dim: int, action_dim: int, cfg: AlgoConfig) -> None:
+        super().__init__()
+        self.agent, self.cfg = agent, cfg
+        latent_dim = agent.latent_dim
+        self.qf = EnsembleMLP(2, obs_dim + action_dim + latent_dim, cfg.hidden_sizes, 1)
+        self.optimizers: dict[str, torch.optim.Optimizer] = {
+            "policy": _adam(agent.policy.parameters(), cfg.policy_lr),
+            "qf": _adam(self.qf.parameters(), cfg.qf_lr),
+            "context": _adam(agent.encoder.parameters(), cfg.context_lr),
+        }
+        if cfg.variant == "pearl":
+            self.vf = mlp(obs_dim + latent_dim, cfg.hidden_sizes, 1)
+            self.target_vf = copy.deepcopy(self.vf).requires_grad_(False)
+            self.optimizers["vf"] = _adam(self.vf.parameters(), cfg.vf_lr)
+        else:
+            self.target_qf = copy.deepcopy(self.qf).requires_grad_(False)
+            self.log_alpha = nn.Parameter(torch.tensor(float(cfg.init_alpha)).log())
+            self.target_entropy = -float(action_dim) if cfg.target_entropy is None else cfg.target_entropy
+            self.optimizers["alpha"] = _adam([self.log_alpha], cfg.alpha_lr)
+
+    def optimizer_state_dict(self) -> dict[str, dict]:
+        return {name: opt.state_dict() for name, opt in self.optimizers.items()}
+
+    def load_optimizer_state_dict(self, state: dict[str, dict]) -> None:
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state[name])
+
+    def _zero_grad(self, *names: str) -> None:
+        for name in names:
+            self.optimizers[name].zero_grad(set_to_none=True)
+
+    def _step(self, *names: str) -> None:
+        for name in names:
+            self.optimizers[name].step()
+
+    def update(self, batch: TransitionBatch, context: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One gradient step on a meta-batch.
+
+        Returns detached scalar tensors (no host sync in the hot path): ``loss_critic``,
+        ``loss_kl`` (weighted), ``kl`` (per task), ``loss_policy``, ``log_pi``, ``q_mean``,
+        ``posterior_std`` and the variant's own terms (``loss_value`` or ``loss_alpha``/``alpha``).
+
+        Shapes:
+            batch fields [T, B, dim]; context [T, N, C].
+        """
+        cfg = self.cfg
+        T, B, _ = batch.observations.shape
+        flat = lambda x: x.reshape(T * B, -1)  # noqa: E731  [T, B, d] -> [T*B, d]
+        obs, actions, next_obs = flat(batch.observations), flat(batch.actions), flat(batch.next_observations)
+        rewards, terminals = flat(batch.rewards), flat(batch.terminals)
+
+        # q(z|c) per task; one z per task, shared by its B transitions
+        posterior = self.agent.posterior(context)
+        z = posterior.rsample()  # reparameterised: critic gradients reach the encoder
+        kl = self.agent.encoder.kl_to_prior(posterior)  # [T]
+        z_rows = z.unsqueeze(1).expand(T, B, z.shape[-1]).reshape(T * B, -1)
+        z_bar = z_rows.detach()
+
+        # --- critic + KL → Q networks and encoder
+        with torch.no_grad():
+            if cfg.variant == "pearl":
+                next_value = self.target_vf(torch.cat([next_obs, z_bar], -1))
+            else:
+                alpha = self.log_alpha.exp()
+                nxt = self.agent.policy_forward(next_obs, z_bar)
+                next_q = self.target_qf(torch.cat([next_obs, nxt.action, z_bar], -1)).min(0).values
+                next_value = next_q - alpha * nxt.log_prob
+            q_target = cfg.reward_scale * rewards + (1.0 - terminals) * cfg.discount * next_value
+        q_pred = self.qf(torch.cat([obs, actions, z_rows], -1))  # [2, T*B, 1]
+        loss_critic = ((q_pred - q_target) ** 2).mean(dim=(1, 2)).sum()
+        loss_kl = cfg.kl_lambda * kl.sum()
+        self._zero_grad("qf", "context")
+        (loss_critic + loss_kl).backward()
+        self._step("qf", "context")
+
+        # --- actor (and value network / entropy weight), z detached
+        pi = self.agent.policy_forward(obs, z_bar)
+        q_new = self.qf(torch.cat([obs, pi.action, z_bar], -1)).min(0).values  # Q after its update
+        out: dict[str, torch.Tensor] = {}
+        if cfg.variant == "pearl":
+            v_pred = self.vf(torch.cat([obs, z_bar], -1))
+            v_target = (q_new - pi.log_prob).detach()
+            loss_value = ((v_pred - v_target) ** 2).mean()
+            loss_policy = (pi.log_prob - q_new).mean()
+            loss_policy = loss_policy + (
+                cfg.policy_mean_reg_weight * (pi.mean**2).mean()
+                + cfg.policy_std_reg_weight * (pi.log_std**2).mean()
+                + cfg.policy_pre_activation_weight * (pi.pre_tanh**2).sum(-1).mean()
+            )
+            self._zero_grad("vf", "policy")
+            (loss_value + loss_policy).backward()  # disjoint parameters: one backward serves both
+            self._step("vf", "policy")
+            soft_update(self.target_vf, self.vf, cfg.soft_target_tau)
+            out["loss_value"] = loss_value.detach()
+        else:
+            alpha = self.log_alpha.exp()
+            loss_policy = (alpha.detach() * pi.log_prob - q_new).mean()
+            loss_alpha = -(self.log_alpha * (pi.log_prob.detach() + self.target_entropy)).mean()
+            self._zero_grad("policy", "alpha")
+            (loss_policy + loss_alpha).backward()
+            self._step("policy", "alpha")
+            soft_update(self.target_qf, self.qf, cfg.soft_target_tau)
+            out["loss_alpha"], out["alpha"] = loss_alpha.detach(), alpha.detach()
+        # the policy loss also left gradients on the Q networks; they are discarded (zeroed
+        # before the next critic step), so only the critic loss ever moves Q.
+        self.optimizers["qf"].zero_grad(set_to_none=True)
+
+        out.update(
+            loss_critic=loss_critic.detach(),
+            loss_kl=loss_kl.detach(),
+            kl=kl.detach().mean(),
+            loss_policy=loss_policy.detach(),
+            log_pi=pi.log_prob.detach().mean(),
+            q_mean=q_pred.detach().mean(),
+            posterior_std=posterior.stddev.detach().mean() if _has_stddev(posterior) else torch.zeros(()),
+        )
+        return out
+
+
+def _has_stddev(dist: torch.distributions.Distribution) -> bool:
+    try:
+        dist.stddev
+    except NotImplementedError:
+        return False
+    return True

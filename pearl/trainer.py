@@ -1,0 +1,367 @@
+"""Meta-training (PEARL's Algorithm 1), read top to bottom as its flow.
+
+Per iteration:
+  1. collect on ``num_tasks_sample`` training tasks: clear each one's context buffer, then
+     prior-z steps (both buffers), posterior-z steps (both buffers), extra posterior-z steps
+     (RL buffer only);
+  2. ``num_train_steps_per_itr`` gradient steps on meta-batches of tasks;
+  3. meta-test on held-out tasks (and some training tasks), log to MLflow, checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+import encoders
+import envs
+from pearl.agent import PEARLAgent
+from pearl.buffers import MultiTaskBuffer, context_dim, make_context
+from pearl.checkpoint import latest_checkpoint, save_checkpoint
+from pearl.collect import Rollouts, VectorCollector
+from pearl.config import ConfigError, ExperimentConfig
+from pearl.evaluation import MetaTestResult, meta_test
+from pearl.sac import SACLearner
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss, gradient or parameter became NaN or infinite."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT or SIGTERM arrived; a checkpoint was written at the last safe point."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; an unavailable device is a config error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: {name!r} requested but CUDA is not available on this machine")
+    return device
+
+
+@dataclass
+class IterationResult:
+    """What one iteration produced (for callers and progress displays)."""
+
+    iteration: int
+    env_steps: int
+    metrics: dict[str, float]
+    test: MetaTestResult | None
+
+
+class Trainer:
+    """Builds every component from a config and runs meta-training.
+
+    Args:
+        cfg: the validated experiment config.
+        checkpoint_dir: where this run's checkpoints go (None: no checkpoints).
+    """
+
+    def __init__(self, cfg: ExperimentConfig, *, checkpoint_dir: str | Path | None = None) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+
+        self.tasks = envs.make_task_distribution(
+            cfg.env.name, seed=cfg.seed, n_train_tasks=cfg.env.n_train_tasks,
+            n_test_tasks=cfg.env.n_test_tasks, **cfg.env.kwargs,
+        )
+        self.max_path_length = cfg.env.max_path_length or self.tasks.max_episode_steps
+        self.n_train = len(self.tasks.train_tasks)
+        probe = self.tasks.make_env(self.tasks.train_tasks[0])
+        self.obs_dim = int(np.prod(probe.observation_space.shape))
+        self.action_dim = int(np.prod(probe.action_space.shape))
+        probe.close()
+        self.sparse_rewards = cfg.algo.sparse_rewards
+        if cfg.train.num_tasks_sample > self.n_train:
+            raise ConfigError(f"train.num_tasks_sample: expected at most the {self.n_train} training tasks, "
+                              f"got {cfg.train.num_tasks_sample}")
+
+        ctx_dim = context_dim(self.obs_dim, self.action_dim, use_next_obs=cfg.encoder.use_next_obs)
+        encoder = encoders.build_encoder(cfg.encoder.name, context_dim=ctx_dim, latent_dim=cfg.encoder.latent_dim,
+                                         kwargs=cfg.encoder.kwargs)
+        self.agent = PEARLAgent(encoder, obs_dim=self.obs_dim, action_dim=self.action_dim,
+                                hidden_sizes=cfg.algo.hidden_sizes).to(self.device)
+        self.learner = SACLearner(self.agent, obs_dim=self.obs_dim, action_dim=self.action_dim,
+                                  cfg=cfg.algo).to(self.device)
+
+        buffer_shape = dict(n_tasks=self.n_train, obs_dim=self.obs_dim, action_dim=self.action_dim)
+        self.rl_buffer = MultiTaskBuffer(capacity=cfg.train.replay_buffer_size, **buffer_shape)
+        steps_per_itr = max(cfg.train.num_initial_steps, cfg.train.num_steps_prior + cfg.train.num_steps_posterior)
+        self.enc_buffer = MultiTaskBuffer(capacity=max(steps_per_itr, 1), **buffer_shape)
+
+        self.test_tasks = self.tasks.test_tasks[: cfg.eval.n_test_tasks]
+        n_eval_train = min(cfg.eval.n_train_tasks, self.n_train)
+        self.eval_train_ids = np.sort(self.rng.choice(self.n_train, n_eval_train, replace=False))
+        n_slots = max(cfg.train.num_tasks_sample, len(self.test_tasks), n_eval_train, 1)
+        self.collector = VectorCollector(self.tasks.make_env, n_slots=n_slots, max_path_length=self.max_path_length,
+                                         seed=cfg.seed, device=self.device)
+        self.iteration = 0  # iterations completed
+        self.env_steps = 0  # environment steps of training collection
+        self.wall_time = 0.0  # seconds spent in completed iterations
+        self.run_id: str | None = None  # the MLflow run this training belongs to
+        self._stop_signal: int | None = None
+
+    # ------------------------------------------------------------------------------------------
+    # 1. collection
+
+    def collect_initial(self) -> None:
+        """``num_initial_steps`` prior-z steps on every training task, to both buffers."""
+        n = self.cfg.train.num_initial_steps
+        slots = len(self.collector.envs)
+        for start in range(0, self.n_train, slots):
+            ids = np.arange(start, min(start + slots, self.n_train))
+            self._collect(ids, n, posterior=False, to_context=True)
+
+    def collect_iteration(self) -> np.ndarray:
+        """Algorithm 1's data collection on ``num_tasks_sample`` distinct training tasks."""
+        t = self.cfg.train
+        ids = np.sort(self.rng.choice(self.n_train, t.num_tasks_sample, replace=False))
+        for i in ids:
+            self.enc_buffer.clear(int(i))
+        self._collect(ids, t.num_steps_prior, posterior=False, to_context=True)
+        self._collect(ids, t.num_steps_posterior, posterior=True, to_context=True)
+        self._collect(ids, t.num_extra_rl_steps_posterior, posterior=True, to_context=False)
+        return ids
+
+    def _collect(self, task_ids: np.ndarray, n_steps: int, *, posterior: bool, to_context: bool) -> None:
+        """Roll out ``n_steps`` per task. Posterior z is re-inferred from the task's context buffer
+        after every episode-length chunk (PEARL's ``update_post_train`` of one trajectory)."""
+        if n_steps <= 0 or len(task_ids) == 0:
+            return
+        chunk = self.max_path_length if posterior else n_steps
+        done = 0
+        while done < n_steps:
+            steps = min(chunk, n_steps - done)
+            z_dist = self._posterior_from_buffer(task_ids) if posterior else self.agent.prior(len(task_ids))
+            rollouts = self.collector.rollout(self.agent, self.tasks.train_tasks[task_ids], steps,
+                                              _sampler(z_dist))
+            self._store(task_ids, rollouts, to_context=to_context)
+            done += steps
+
+    @torch.no_grad()
+    def _posterior_from_buffer(self, task_ids: np.ndarray) -> torch.distributions.Distribution:
+        """q(z|c) from ``embedding_batch_size`` context transitions per task; the prior for tasks
+        with an empty context buffer."""
+        has_context = self.enc_buffer.sizes[task_ids] > 0
+        if not has_context.any():
+            return self.agent.prior(len(task_ids))
+        if has_context.all():
+            return self.agent.posterior(self._context(task_ids))
+        prior, post = self.agent.prior(len(task_ids)), self.agent.posterior(self._context(task_ids[has_context]))
+        return _Mixed(prior, post, torch.as_tensor(has_context, device=self.device))
+
+    def _context(self, task_ids: np.ndarray) -> torch.Tensor:
+        batch = self.enc_buffer.sample(task_ids, self.cfg.algo.embedding_batch_size, self.rng,
+                                       sequential=self.agent.encoder.recurrent, device=self.device)
+        return make_context(batch, use_next_obs=self.cfg.encoder.use_next_obs, sparse_rewards=self.sparse_rewards)
+
+    def _store(self, task_ids: np.ndarray, rollouts: Rollouts, *, to_context: bool) -> None:
+        for k, task_id in enumerate(task_ids):
+            self.rl_buffer.add(int(task_id), **rollouts.task(k))
+            if to_context:
+                self.enc_buffer.add(int(task_id), **rollouts.task(k))
+        self.env_steps += rollouts.rewards.shape[0] * rollouts.rewards.shape[1]
+
+    # ------------------------------------------------------------------------------------------
+    # 2. gradient steps
+
+    def train_steps(self, n_steps: int) -> dict[str, float]:
+        """``n_steps`` gradient steps; returns the mean of every loss term."""
+        a = self.cfg.algo
+        totals: dict[str, torch.Tensor] = {}
+        for _ in range(n_steps):
+            task_ids = self.rng.integers(0, self.n_train, a.meta_batch)
+            batch = self.rl_buffer.sample(task_ids, a.batch_size, self.rng, device=self.device)
+            context = self._context(task_ids)
+            for key, value in self.learner.update(batch, context).items():
+                totals[key] = totals[key] + value if key in totals else value
+        return {k: float(v) / max(n_steps, 1) for k, v in totals.items()}
+
+    # ------------------------------------------------------------------------------------------
+    # 3. evaluation
+
+    def evaluate(self, tasks: np.ndarray, *, num_episodes: int | None = None) -> MetaTestResult:
+        e = self.cfg.eval
+        return meta_test(
+            self.agent, self.collector, tasks, num_episodes=num_episodes or e.num_episodes,
+            num_exp_traj_eval=e.num_exp_traj_eval, use_next_obs=self.cfg.encoder.use_next_obs,
+            sparse_rewards=self.sparse_rewards, has_success=self.tasks.has_success,
+        )
+
+    # ------------------------------------------------------------------------------------------
+    # the loop
+
+    def run_iteration(self) -> IterationResult:
+        """Collect, update, evaluate once; returns the iteration's metrics."""
+        cfg, t0 = self.cfg, time.perf_counter()
+        if self.iteration == 0 and self.env_steps == 0:
+            self.collect_initial()
+        self.collect_iteration()
+        t1 = time.perf_counter()
+        losses = self.train_steps(cfg.train.num_train_steps_per_itr)
+        t2 = time.perf_counter()
+        self._check_finite(losses)
+        metrics = {f"train/{k}": v for k, v in losses.items()}
+        metrics["latent/posterior_std"] = metrics.pop("train/posterior_std", float("nan"))
+        test = None
+        last = self.iteration + 1 == cfg.train.num_iterations
+        if (self.iteration + 1) % cfg.eval.every == 0 or last:
+            test = self.evaluate(self.test_tasks)
+            metrics.update(test.metrics("eval/test"))
+            if len(self.eval_train_ids):
+                metrics.update(self.evaluate(self.tasks.train_tasks[self.eval_train_ids]).metrics("eval/train"))
+        t3 = time.perf_counter()
+        self.iteration += 1
+        self.wall_time += t3 - t0
+        metrics.update({
+            "time/collect_s": t1 - t0, "time/update_s": t2 - t1, "time/eval_s": t3 - t2,
+            "time/iteration_s": t3 - t0, "time/total_s": self.wall_time,
+            "time/grad_steps_per_s": cfg.train.num_train_steps_per_itr / max(t2 - t1, 1e-9),
+            "progress/iteration": self.iteration, "progress/env_steps": self.env_steps,
+        })
+        return IterationResult(self.iteration, self.env_steps, metrics, test)
+
+    def _check_finite(self, losses: dict[str, float]) -> None:
+        for key, value in losses.items():
+            if not math.isfinite(value):
+                raise TrainingDiverged(f"{key} became {value} at iteration {self.iteration + 1}")
+        for name, p in self.learner.named_parameters():
+            if not torch.isfinite(p).all():
+                raise TrainingDiverged(f"parameter {name} became non-finite at iteration {self.iteration + 1}")
+
+    def train(self, on_iteration: Callable[[IterationResult], None] | None = None) -> None:
+        """Run to ``num_iterations``, checkpointing on schedule; SIGINT/SIGTERM stop at the next safe point."""
+        cfg = self.cfg
+        handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def request_stop(signum: int, _frame: Any) -> None:
+            self._stop_signal = signum
+            log.warning("%s received: stopping after this iteration (send it again to stop at once)",
+                        signal.Signals(signum).name)
+            for s, h in handlers.items():  # a second signal acts at once
+                signal.signal(s, h)
+
+        for s in handlers:
+            signal.signal(s, request_stop)
+        try:
+            while self.iteration < cfg.train.num_iterations:
+                result = self.run_iteration()
+                if on_iteration is not None:
+                    on_iteration(result)
+                last = self.iteration == cfg.train.num_iterations
+                if self._stop_signal is not None or last or self.iteration % cfg.tracking.checkpoint_every == 0:
+                    self.save()
+                if self._stop_signal is not None:
+                    name = signal.Signals(self._stop_signal).name
+                    raise TrainingInterrupted(
+                        f"{name} received: stopped after iteration {self.iteration}, checkpoint written"
+                        + (f" to {self.checkpoint_dir}" if self.checkpoint_dir else "")
+                    )
+        finally:
+            for s, h in handlers.items():
+                signal.signal(s, h)
+
+    # ------------------------------------------------------------------------------------------
+    # checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: networks, optimisers, buffers, RNGs, counters."""
+        return {
+            "config_yaml": self.cfg.to_yaml(),
+            "run_id": self.run_id or "",
+            "iteration": self.iteration,
+            "env_steps": self.env_steps,
+            "wall_time": self.wall_time,
+            "learner": self.learner.state_dict(),
+            "optimizers": self.learner.optimizer_state_dict(),
+            "rl_buffer": _to_tensors(self.rl_buffer.state_dict()),
+            "enc_buffer": _to_tensors(self.enc_buffer.state_dict()),
+            "eval_train_ids": torch.as_tensor(self.eval_train_ids),
+            "rng": {
+                "numpy": self.rng.bit_generator.state,
+                "python": random.getstate(),
+                "torch": torch.get_rng_state(),
+                "envs": [env.unwrapped.np_random.bit_generator.state for env in self.collector.envs],
+                "action_spaces": [env.action_space.np_random.bit_generator.state for env in self.collector.envs],
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.iteration, self.env_steps = int(state["iteration"]), int(state["env_steps"])
+        self.wall_time = float(state["wall_time"])
+        self.learner.load_state_dict(state["learner"])
+        self.learner.load_optimizer_state_dict(state["optimizers"])
+        self.rl_buffer.load_state_dict(_to_arrays(state["rl_buffer"]))
+        self.enc_buffer.load_state_dict(_to_arrays(state["enc_buffer"]))
+        self.eval_train_ids = state["eval_train_ids"].numpy()
+        rng = state["rng"]
+        self.rng.bit_generator.state = rng["numpy"]
+        random.setstate(_as_tuple(rng["python"]))
+        torch.set_rng_state(rng["torch"])
+        for env, env_state, space_state in zip(self.collector.envs, rng["envs"], rng["action_spaces"]):
+            env.unwrapped.np_random.bit_generator.state = env_state
+            env.action_space.np_random.bit_generator.state = space_state
+
+    def save(self) -> Path | None:
+        if self.checkpoint_dir is None:
+            return None
+        return save_checkpoint(self.state_dict(), self.checkpoint_dir, self.iteration,
+                               keep=self.cfg.tracking.keep_checkpoints)
+
+    def restore_latest(self) -> bool:
+        """Load the newest good checkpoint of ``checkpoint_dir``; False if there is none."""
+        if self.checkpoint_dir is None:
+            return False
+        state = latest_checkpoint(self.checkpoint_dir)
+        if state is None:
+            return False
+        self.load_state_dict(state)
+        return True
+
+
+class _Mixed(torch.distributions.Distribution):
+    """Prior for tasks without context, posterior for the others (sampling only)."""
+
+    def __init__(self, prior: Any, posterior: Any, mask: torch.Tensor) -> None:
+        self.prior, self.posterior, self.mask = prior, posterior, mask
+        super().__init__(prior.batch_shape, prior.event_shape, validate_args=False)
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        z = self.prior.sample(sample_shape)
+        z[..., self.mask, :] = self.posterior.sample(sample_shape)
+        return z
+
+
+def _sampler(dist: torch.distributions.Distribution) -> Callable[[np.ndarray], torch.Tensor]:
+    """A z source for rollouts: a fresh z ~ dist for every episode start (one per slot)."""
+    return lambda _starting: dist.sample()
+
+
+def _to_tensors(state: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
+
+
+def _to_arrays(state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    return {k: v.numpy() for k, v in state.items()}
+
+
+def _as_tuple(x: Any) -> Any:
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
