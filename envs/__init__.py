@@ -22,6 +22,7 @@ from envs.base import (
     register_task_family,
     registered_task_families,
 )
+from envs import locomotion, meta_world  # noqa: F401  register the MuJoCo and Meta-World families
 from envs.point_robot import oracle_action  # registers point-robot, sparse-point-robot
 
 register_gymnasium_envs()

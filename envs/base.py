@@ -58,7 +58,9 @@ def register_task_family(name: str) -> Callable[[_T], _T]:
 
     def decorator(cls: _T) -> _T:
         if not (isinstance(cls, type) and issubclass(cls, TaskDistribution)):
-            raise EnvError(f"@register_task_family({name!r}) needs a TaskDistribution subclass, got {cls!r}")
+            raise EnvError(
+                f"@register_task_family({name!r}) needs a TaskDistribution subclass, got {cls!r}"
+            )
         if name in _FAMILIES:
             raise EnvError(
                 f"task family {name!r} is already registered (by {_FAMILIES[name].__module__}."
@@ -310,7 +312,7 @@ class TaskDistribution(abc.ABC):
 
     def _check_requirements(self) -> None:
         for module, extra in self.requires:
-            if importlib.util.find_spec(module) is None:
+            if not _module_available(module):
                 raise EnvError(
                     f"task family {self.name!r} needs the {module!r} package, which is not "
                     f"installed; install it with: pip install 'pearl-metarl[{extra}]'"
@@ -325,6 +327,11 @@ class TaskDistribution(abc.ABC):
             )
         array.flags.writeable = False
         return array
+
+
+def _module_available(module: str) -> bool:
+    """Whether ``module`` can be imported (without importing it)."""
+    return importlib.util.find_spec(module) is not None
 
 
 def _check_count(name: str, value: Any, *, minimum: int) -> None:

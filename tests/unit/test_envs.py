@@ -14,6 +14,18 @@ import envs
 from envs.point_robot import MAX_ACTION, PointRobotEnv, SparsePointRobotEnv, oracle_action
 
 POINT_FAMILIES = ("point-robot", "sparse-point-robot")
+ALL_FAMILIES = (
+    *POINT_FAMILIES,
+    "cheetah-vel",
+    "cheetah-dir",
+    "ant-dir",
+    "ant-goal",
+    "humanoid-dir",
+    "walker-rand-params",
+    "hopper-rand-params",
+    "metaworld-ml1",
+    "metaworld-ml10",
+)
 
 # gymnasium's checker recommends bounded observation spaces and actions in [-1, 1]; the point
 # robot's position is unbounded and its action bound (0.1 per axis) is the paper's, so both
@@ -34,11 +46,26 @@ def _with_marks(function):
 
 
 def test_registry_lists_every_benchmark_family() -> None:
-    expected = {
-        "point-robot",
-        "sparse-point-robot",
-    }
-    assert expected <= set(envs.registered_task_families())
+    assert set(ALL_FAMILIES) <= set(envs.registered_task_families())
+
+
+def test_every_family_has_a_pearl_gymnasium_id_with_its_episode_length() -> None:
+    for name, family in envs.registered_task_families().items():
+        assert family.name == name
+        assert family.gym_id.startswith("pearl/") and family.gym_id in gymnasium.registry
+        assert gymnasium.spec(family.gym_id).max_episode_steps == family.max_episode_steps
+
+
+@pytest.mark.parametrize(
+    ("name", "extra"),
+    [("cheetah-vel", "mujoco"), ("walker-rand-params", "mujoco"), ("metaworld-ml1", "metaworld")],
+)
+def test_optional_families_name_the_missing_extra(monkeypatch, name: str, extra: str) -> None:
+    monkeypatch.setattr(envs.base, "_module_available", lambda module: False)
+    assert name in envs.registered_task_families()  # registered without the package
+    message = rf"needs the '{extra}' package.*pearl-metarl\[{extra}\]"
+    with pytest.raises(envs.EnvError, match=message):
+        envs.make_task_distribution(name, seed=0)
 
 
 def test_unknown_family_raises_env_error_listing_known_names() -> None:
