@@ -82,7 +82,9 @@ class PointRobotEnv(TaskEnv):
             raise EnvError(f"{type(self).__name__} does not render (render_mode={render_mode!r})")
         self.render_mode = render_mode
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
-        self.action_space = gymnasium.spaces.Box(-MAX_ACTION, MAX_ACTION, shape=(2,), dtype=np.float32)
+        self.action_space = gymnasium.spaces.Box(
+            -MAX_ACTION, MAX_ACTION, shape=(2,), dtype=np.float32
+        )
         self._init_task(task)
         self._position = np.zeros(2, dtype=np.float64)
         self.apply_task(self._task)
