@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -324,6 +325,10 @@ def load_config(path: str | Path, overrides: list[str] | None = None, *, check_r
     """
     data = read_yaml(path)
     data = apply_overrides(data, overrides or [], where=f"{path} (--set)")
+    # a custom encoder named "module:Class" may live next to its config file
+    folder = str(Path(path).resolve().parent)
+    if folder not in sys.path:
+        sys.path.append(folder)
     return config_from_dict(data, str(path), check_registries=check_registries)
 
 
