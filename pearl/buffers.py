@@ -1,9 +1,10 @@
 """Per-task transition storage, preallocated and sampled in one vectorised call per meta-batch.
 
-Every field is one contiguous ``float32`` array of shape ``[n_tasks, capacity, dim]``. The arrays
-come from ``np.zeros``, which the OS backs lazily, so a large ``capacity`` costs memory only for
-the transitions actually written. Each task is a ring buffer: once full, the oldest transitions
-are overwritten.
+Every field is one contiguous ``float32`` array of shape ``[n_tasks, rows, dim]``. ``rows`` grows
+geometrically with the data, up to ``capacity``, so memory follows what is stored rather than the
+configured capacity (relying on lazily backed ``np.zeros`` is not enough: NumPy asks for huge pages
+on large arrays, and one written transition then costs 2 MB per task and field). Each task is a
+ring buffer: once full, the oldest transitions are overwritten.
 
 Shapes:
     T: tasks in a meta-batch, B: transitions per task, O: observation dim, A: action dim.
@@ -51,7 +52,8 @@ class MultiTaskBuffer:
         self.n_tasks, self.capacity = n_tasks, capacity
         dims = {"observations": obs_dim, "actions": action_dim, "rewards": 1,
                 "next_observations": obs_dim, "terminals": 1, "sparse_rewards": 1}
-        self.data = {k: np.zeros((n_tasks, capacity, d), dtype=np.float32) for k, d in dims.items()}
+        self._rows = 0  # allocated rows per task, grows up to capacity
+        self.data = {k: np.zeros((n_tasks, 0, d), dtype=np.float32) for k, d in dims.items()}
         self.sizes = np.zeros(n_tasks, dtype=np.int64)  # valid transitions per task
         self.heads = np.zeros(n_tasks, dtype=np.int64)  # next write position per task
 
@@ -77,12 +79,24 @@ class MultiTaskBuffer:
             n = self.capacity
         if sparse_rewards is None:
             sparse_rewards = rewards
+        self._reserve(int(self.sizes[task_id]) + n)
         idx = (self.heads[task_id] + np.arange(n)) % self.capacity
         values = (observations, actions, rewards, next_observations, terminals, sparse_rewards)
         for name, value in zip(_FIELDS, values):
             self.data[name][task_id, idx] = np.asarray(value, dtype=np.float32).reshape(n, -1)
         self.heads[task_id] = (self.heads[task_id] + n) % self.capacity
         self.sizes[task_id] = min(self.sizes[task_id] + n, self.capacity)
+
+    def _reserve(self, rows: int) -> None:
+        """Make room for ``rows`` transitions per task (doubling, at most ``capacity``)."""
+        if rows <= self._rows or self._rows == self.capacity:
+            return
+        new_rows = min(self.capacity, max(rows, 2 * self._rows, 64))
+        for key, old in self.data.items():
+            grown = np.zeros((self.n_tasks, new_rows, old.shape[2]), dtype=np.float32)
+            grown[:, : self._rows] = old
+            self.data[key] = grown
+        self._rows = new_rows
 
     def clear(self, task_id: int) -> None:
         """Forget every transition of a task (its arrays are zeroed, so old data cannot leak back)."""
@@ -145,7 +159,13 @@ class MultiTaskBuffer:
         for k, arr in self.data.items():
             saved = state[f"data.{k}"]
             if saved.shape[0] != self.n_tasks or saved.shape[2] != arr.shape[2] or saved.shape[1] > self.capacity:
-                raise ValueError(f"buffer field {k}: saved shape {saved.shape} does not fit {arr.shape}")
+                raise ValueError(
+                    f"buffer field {k}: saved shape {saved.shape} does not fit "
+                    f"[{self.n_tasks}, <= {self.capacity}, {arr.shape[2]}]"
+                )
+        self._reserve(max(state[f"data.{k}"].shape[1] for k in self.data))
+        for k, arr in self.data.items():
+            saved = state[f"data.{k}"]
             arr[:, : saved.shape[1]] = saved
         self.sizes[:] = state["sizes"]
         self.heads[:] = state["heads"]

@@ -99,3 +99,12 @@ def test_context_layout(use_next_obs: bool, sparse: bool) -> None:
     assert torch.equal(ctx[..., 4:5], expected_reward)
     if use_next_obs:
         assert torch.equal(ctx[..., 5:], batch.next_observations)
+
+
+def test_memory_follows_the_data_not_the_capacity() -> None:
+    buf = MultiTaskBuffer(n_tasks=80, capacity=1_000_000, obs_dim=2, action_dim=2)
+    for task in range(80):
+        _fill(buf, task, 0, 200)
+    allocated = sum(a.nbytes for a in buf.data.values())
+    assert allocated < 80 * 1024 * 9 * 4  # rows grew to about the 200 stored, far from a million
+    assert buf.all_of(7).rewards[0, :, 0].tolist() == list(range(200))
