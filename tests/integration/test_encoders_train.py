@@ -1,0 +1,141 @@
+"""Every built-in encoder trains; user encoders train by path and by entry point; errors are clear."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+import encoders
+from pearl.config import config_from_dict
+from pearl.trainer import Trainer
+from tests.conftest import EXPERIMENTS
+from tests.integration.test_cli import _runs, run
+
+
+@pytest.mark.parametrize("name", sorted(encoders.registered_encoders()))
+def test_each_builtin_trains_on_the_point_robot(name: str, tiny_config_dict: dict) -> None:
+    tiny_config_dict["encoder"] = {"name": name, "latent_dim": 3, "kwargs": {}}
+    trainer = Trainer(config_from_dict(tiny_config_dict))
+    for _ in range(2):
+        metrics = trainer.run_iteration().metrics
+    assert all(math.isfinite(metrics[k]) for k in ("train/loss_critic", "train/loss_policy",
+                                                  "eval/test/return_adapted"))
+    if not trainer.agent.encoder.information_bottleneck:
+        assert metrics["train/kl"] == 0.0
+    else:
+        assert metrics["train/kl"] > 0.0
+
+
+def test_worked_example_trains_by_path(tmp_path: Path) -> None:
+    out = run("train", str(EXPERIMENTS / "custom_encoder" / "config.yaml"),
+              "--set", "train.num_iterations=1", "--set", "train.num_train_steps_per_itr=5",
+              "--set", "env.n_train_tasks=6", "--set", "env.n_test_tasks=2", "--set", "eval.n_train_tasks=1",
+              "--set", "train.num_initial_steps=20", "--no-progress", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    (finished,) = _runs(tmp_path)
+    assert finished.info.status == "FINISHED"
+    assert finished.data.params["encoder.name"] == "my_encoders:MaxPoolEncoder"
+
+
+THROWAWAY = '''
+import pyro.distributions as dist
+import torch
+from encoders import ContextEncoder
+
+
+class SumPoolEncoder(ContextEncoder):
+    """A throwaway third-party encoder."""
+
+    def __init__(self, *, context_dim, latent_dim, width=16):
+        super().__init__(context_dim=context_dim, latent_dim=latent_dim)
+        self.net = torch.nn.Sequential(torch.nn.Linear(context_dim, width), torch.nn.ReLU(),
+                                       torch.nn.Linear(width, 2 * latent_dim))
+
+    def forward(self, context):
+        mu, raw = self.net(context).mean(1).split(self.latent_dim, -1)
+        return dist.Normal(mu, torch.nn.functional.softplus(raw) + 1e-3).to_event(1)
+'''
+
+
+def test_installed_entry_point_trains_by_name(tmp_path: Path, tiny_config_dict: dict) -> None:
+    source = tmp_path / "src"
+    (source / "sumpool_pkg").mkdir(parents=True)
+    (source / "sumpool_pkg" / "__init__.py").write_text(textwrap.dedent(THROWAWAY))
+    (source / "pyproject.toml").write_text(textwrap.dedent("""
+        [build-system]
+        requires = ["setuptools>=61"]
+        build-backend = "setuptools.build_meta"
+        [project]
+        name = "sumpool-pkg"
+        version = "0.1"
+        [project.entry-points."pearl.encoders"]
+        sum-pool = "sumpool_pkg:SumPoolEncoder"
+        [tool.setuptools]
+        packages = ["sumpool_pkg"]
+    """))
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(site), str(source)], check=True, capture_output=True)
+    tiny_config_dict["encoder"] = {"name": "sum-pool", "latent_dim": 3, "kwargs": {"width": 8}}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config_dict))
+    out = run("train", str(cfg), cwd=tmp_path, env={"PYTHONPATH": f"{site}:{Path(__file__).resolve().parents[2]}"})
+    assert out.returncode == 0, out.stderr
+    (finished,) = _runs(tmp_path)
+    assert finished.info.status == "FINISHED" and finished.data.params["encoder.name"] == "sum-pool"
+
+
+BROKEN = '''
+import torch
+import pyro.distributions as dist
+from encoders import ContextEncoder
+
+
+class NotAnEncoder(torch.nn.Module):
+    pass
+
+
+class WrongShape(ContextEncoder):
+    def __init__(self, *, context_dim, latent_dim):
+        super().__init__(context_dim=context_dim, latent_dim=latent_dim)
+        self.lin = torch.nn.Linear(context_dim, latent_dim)
+
+    def forward(self, context):
+        return dist.Normal(self.lin(context), 1.0).to_event(1)   # batch [T, N]: forgot to pool
+
+
+class Strict(ContextEncoder):
+    def __init__(self, *, context_dim, latent_dim):
+        super().__init__(context_dim=context_dim, latent_dim=latent_dim)
+'''
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, expected",
+    [
+        ("no-such-encoder", {}, ["no-such-encoder", "mlp", "gru"]),
+        ("missing_module_xyz:Enc", {}, ["missing_module_xyz"]),
+        ("broken_encoders:NotAnEncoder", {}, ["NotAnEncoder", "ContextEncoder"]),
+        ("broken_encoders:Strict", {"width": 3}, ["Strict", "width"]),
+        ("broken_encoders:WrongShape", {}, ["WrongShape", "batch_shape"]),
+    ],
+)
+def test_encoder_errors_exit_2_and_log_no_finished_run(
+    name: str, kwargs: dict, expected: list[str], tmp_path: Path, tiny_config_dict: dict
+) -> None:
+    (tmp_path / "broken_encoders.py").write_text(textwrap.dedent(BROKEN))
+    tiny_config_dict["encoder"] = {"name": name, "latent_dim": 3, "kwargs": kwargs}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config_dict))
+    out = run("train", str(cfg), cwd=tmp_path, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    for word in expected:
+        assert word in out.stderr, (word, out.stderr)
+    assert not (tmp_path / "mlflow.db").exists() or all(r.info.status != "FINISHED" for r in _runs(tmp_path))
