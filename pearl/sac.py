@@ -33,7 +33,8 @@ from pearl.networks import EnsembleMLP, mlp
 
 
 def _adam(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Adam:
-    return torch.optim.Adam(params, lr=lr, foreach=True)
+    """Adam with the fused kernel (one kernel for all tensors; CPU and CUDA since torch 2.4)."""
+    return torch.optim.Adam(params, lr=lr, fused=True)
 
 
 @torch.no_grad()
@@ -71,6 +72,10 @@ class SACLearner(nn.Module):
             self.log_alpha = nn.Parameter(torch.tensor(float(cfg.init_alpha)).log())
             self.target_entropy = -float(action_dim) if cfg.target_entropy is None else cfg.target_entropy
             self.optimizers["alpha"] = _adam([self.log_alpha], cfg.alpha_lr)
+        self._critic_loss_fn, self._actor_loss_fn = self._critic_loss, self._actor_loss
+        if cfg.compile:
+            self._critic_loss_fn = torch.compile(self._critic_loss, mode=cfg.compile_mode, dynamic=False)
+            self._actor_loss_fn = torch.compile(self._actor_loss, mode=cfg.compile_mode, dynamic=False)
 
     def optimizer_state_dict(self) -> dict[str, dict]:
         return {name: opt.state_dict() for name, opt in self.optimizers.items()}
@@ -100,18 +105,67 @@ class SACLearner(nn.Module):
         cfg = self.cfg
         T, B, _ = batch.observations.shape
         flat = lambda x: x.reshape(T * B, -1)  # noqa: E731  [T, B, d] -> [T*B, d]
-        obs, actions, next_obs = flat(batch.observations), flat(batch.actions), flat(batch.next_observations)
-        rewards, terminals = flat(batch.rewards), flat(batch.terminals)
+        obs = flat(batch.observations)
 
         # q(z|c) per task; one z per task, shared by its B transitions
         posterior = self.agent.posterior(context)
         z = posterior.rsample()  # reparameterised: critic gradients reach the encoder
         kl = self.agent.encoder.kl_to_prior(posterior)  # [T]
         z_rows = z.unsqueeze(1).expand(T, B, z.shape[-1]).reshape(T * B, -1)
-        z_bar = z_rows.detach()
 
         # --- critic + KL → Q networks and encoder
-        with torch.no_grad():
+        loss_critic, q_mean = self._critic_loss_fn(
+            obs, flat(batch.actions), flat(batch.rewards), flat(batch.terminals), flat(batch.next_observations), z_rows
+        )
+        loss_kl = cfg.kl_lambda * kl.sum()
+        self._zero_grad("qf", "context")
+        (loss_critic + loss_kl).backward()
+        self._step("qf", "context")
+
+        # --- actor (and value network / entropy weight), z detached
+        actor = self._actor_loss_fn(obs, z_rows.detach())
+        if cfg.variant == "pearl":
+            self._zero_grad("vf", "policy")
+            actor.pop("loss").backward()  # value and policy: disjoint parameters, one backward serves both
+            self._step("vf", "policy")
+            soft_update(self.target_vf, self.vf, cfg.soft_target_tau)
+        else:
+            self._zero_grad("policy", "alpha")
+            actor.pop("loss").backward()
+            self._step("policy", "alpha")
+            soft_update(self.target_qf, self.qf, cfg.soft_target_tau)
+
+        out = {k: v.detach() for k, v in actor.items()}
+        out.update(
+            loss_critic=loss_critic.detach(),
+            loss_kl=loss_kl.detach(),
+            kl=kl.detach().mean(),
+            q_mean=q_mean,
+            posterior_std=posterior.stddev.detach().mean() if _has_stddev(posterior) else torch.zeros(()),
+        )
+        return out
+
+    def _autocast(self, like: torch.Tensor) -> torch.autocast:
+        """bf16 autocast of the SAC networks' matmuls when ``autocast_bf16`` is on (a no-op otherwise)."""
+        return torch.autocast(like.device.type, dtype=torch.bfloat16, enabled=self.cfg.autocast_bf16)
+
+    def _critic_loss(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        rewards: torch.Tensor,
+        terminals: torch.Tensor,
+        next_obs: torch.Tensor,
+        z_rows: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``L_critic`` (differentiable in Q and z) and the mean predicted Q (detached).
+
+        Shapes:
+            obs, next_obs [N, O]; actions [N, A]; rewards, terminals [N, 1]; z_rows [N, L].
+        """
+        cfg = self.cfg
+        z_bar = z_rows.detach()
+        with torch.no_grad(), self._autocast(obs):
             if cfg.variant == "pearl":
                 next_value = self.target_vf(torch.cat([next_obs, z_bar], -1))
             else:
@@ -120,55 +174,40 @@ class SACLearner(nn.Module):
                 next_q = self.target_qf(torch.cat([next_obs, nxt.action, z_bar], -1)).min(0).values
                 next_value = next_q - alpha * nxt.log_prob
             q_target = cfg.reward_scale * rewards + (1.0 - terminals) * cfg.discount * next_value
-        q_pred = self.qf(torch.cat([obs, actions, z_rows], -1))  # [2, T*B, 1]
+        with self._autocast(obs):
+            q_pred = self.qf(torch.cat([obs, actions, z_rows], -1))  # [2, N, 1]
         loss_critic = ((q_pred - q_target) ** 2).mean(dim=(1, 2)).sum()
-        loss_kl = cfg.kl_lambda * kl.sum()
-        self._zero_grad("qf", "context")
-        (loss_critic + loss_kl).backward()
-        self._step("qf", "context")
+        return loss_critic, q_pred.detach().mean()
 
-        # --- actor (and value network / entropy weight), z detached
-        pi = self.agent.policy_forward(obs, z_bar)
-        q_new = self.qf(torch.cat([obs, pi.action, z_bar], -1)).min(0).values  # Q after its update
-        out: dict[str, torch.Tensor] = {}
+    def _actor_loss(self, obs: torch.Tensor, z_bar: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The actor's loss (``loss``: value + policy, or policy + entropy weight) and its terms.
+
+        Q is the critic after its update; Q's own weights get no gradient here (only the critic
+        loss moves Q), so the backward skips their weight gradients and carries only ∂Q/∂a.
+
+        Shapes:
+            obs [N, O]; z_bar [N, L] (detached).
+        """
+        cfg = self.cfg
+        with self._autocast(obs):
+            pi = self.agent.policy_forward(obs, z_bar)
+            q_new = self.qf.forward_detached(torch.cat([obs, pi.action, z_bar], -1)).min(0).values
+            v_pred = self.vf(torch.cat([obs, z_bar], -1)) if cfg.variant == "pearl" else None
         if cfg.variant == "pearl":
-            v_pred = self.vf(torch.cat([obs, z_bar], -1))
             v_target = (q_new - pi.log_prob).detach()
             loss_value = ((v_pred - v_target) ** 2).mean()
-            loss_policy = (pi.log_prob - q_new).mean()
-            loss_policy = loss_policy + (
+            loss_policy = (pi.log_prob - q_new).mean() + (
                 cfg.policy_mean_reg_weight * (pi.mean**2).mean()
                 + cfg.policy_std_reg_weight * (pi.log_std**2).mean()
                 + cfg.policy_pre_activation_weight * (pi.pre_tanh**2).sum(-1).mean()
             )
-            self._zero_grad("vf", "policy")
-            (loss_value + loss_policy).backward()  # disjoint parameters: one backward serves both
-            self._step("vf", "policy")
-            soft_update(self.target_vf, self.vf, cfg.soft_target_tau)
-            out["loss_value"] = loss_value.detach()
-        else:
-            alpha = self.log_alpha.exp()
-            loss_policy = (alpha.detach() * pi.log_prob - q_new).mean()
-            loss_alpha = -(self.log_alpha * (pi.log_prob.detach() + self.target_entropy)).mean()
-            self._zero_grad("policy", "alpha")
-            (loss_policy + loss_alpha).backward()
-            self._step("policy", "alpha")
-            soft_update(self.target_qf, self.qf, cfg.soft_target_tau)
-            out["loss_alpha"], out["alpha"] = loss_alpha.detach(), alpha.detach()
-        # the policy loss also left gradients on the Q networks; they are discarded (zeroed
-        # before the next critic step), so only the critic loss ever moves Q.
-        self.optimizers["qf"].zero_grad(set_to_none=True)
-
-        out.update(
-            loss_critic=loss_critic.detach(),
-            loss_kl=loss_kl.detach(),
-            kl=kl.detach().mean(),
-            loss_policy=loss_policy.detach(),
-            log_pi=pi.log_prob.detach().mean(),
-            q_mean=q_pred.detach().mean(),
-            posterior_std=posterior.stddev.detach().mean() if _has_stddev(posterior) else torch.zeros(()),
-        )
-        return out
+            return {"loss": loss_value + loss_policy, "loss_value": loss_value, "loss_policy": loss_policy,
+                    "log_pi": pi.log_prob.mean()}
+        alpha = self.log_alpha.exp()
+        loss_policy = (alpha.detach() * pi.log_prob - q_new).mean()
+        loss_alpha = -(self.log_alpha * (pi.log_prob.detach() + self.target_entropy)).mean()
+        return {"loss": loss_policy + loss_alpha, "loss_policy": loss_policy, "loss_alpha": loss_alpha,
+                "alpha": alpha, "log_pi": pi.log_prob.mean()}
 
 
 def _has_stddev(dist: torch.distributions.Distribution) -> bool:
