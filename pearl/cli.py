@@ -271,8 +271,50 @@ def cmd_check_encoder(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    print("pearl embed: not implemented yet (latent inspection arrives with its own issue)", file=sys.stderr)
-    return EXIT_FAILED
+    from pearl import latents
+    from pearl.checkpoint import latest_checkpoint, load_checkpoint
+    from pearl.tracking import Tracker, resolve_tracking_uri
+
+    splits = ("train", "test") if args.tasks == "all" else (args.tasks,)
+    folder, run_id = _locate_checkpoints(args.run, args.tracking_uri)
+    state = load_checkpoint(args.run) if Path(args.run).is_file() else latest_checkpoint(folder)
+    if state is None:
+        raise UsageError(f"{'run ' + run_id if run_id else folder}: no checkpoint to embed in {folder}")
+    state.setdefault("_path", args.run)
+    loaded = latents.from_checkpoint(state, run_id=run_id)
+    trainer = loaded.trainer
+    title = latents.default_title(trainer.cfg.env.name, run_id=loaded.run_id, checkpoint=loaded.checkpoint,
+                                  iteration=loaded.iteration)
+    out = args.out or Path("latents") / (loaded.run_id or Path(loaded.checkpoint).stem)
+    try:
+        report = latents.embed_trainer(trainer, splits=splits, source=args.source, n_context=args.n_context,
+                                       seed=trainer.cfg.seed)
+        files = report.save(out, title=title, projection=args.projection, seed=trainer.cfg.seed)
+    except latents.LatentError as err:
+        raise UsageError(str(err)) from None
+    print(f"checkpoint {loaded.checkpoint} (iteration {loaded.iteration})")
+    print(report.summary_text())
+    print(f"wrote {out}/: {' '.join(p.name for p in files)}")
+    if loaded.run_id and not args.no_log:
+        tracker = Tracker(resolve_tracking_uri(args.tracking_uri or trainer.cfg.tracking.tracking_uri),
+                          run_id=loaded.run_id)
+        report.log(tracker, files, step=loaded.env_steps, prefix=f"embed/{args.tasks}",
+                   artifact_path=f"latents/{args.tasks}_{args.source}")
+        print(f"logged to run {loaded.run_id}: metrics embed/{args.tasks}/*, "
+              f"artifacts latents/{args.tasks}_{args.source}/")
+    elif not loaded.run_id:
+        print("not logged to MLflow: the checkpoint names no run")
+    return EXIT_OK
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
 
 
 # ----------------------------------------------------------------------------------------------
@@ -311,8 +353,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("embed", help="inspect latent task embeddings of a run",
-                       description="Inspect the latent task embeddings q(z|c) of a trained run.")
-    p.add_argument("run", help="MLflow run id or checkpoint path")
+                       description="Inspect the latent task embeddings q(z|c) of a trained run: a table of posteriors "
+                                   "per task, a linear probe to the true task parameters, posterior contraction, "
+                                   "active latent dims, and plots. Writes them to --out and logs them to the run.")
+    p.add_argument("run", help="MLflow run id, checkpoint folder or checkpoint file")
+    p.add_argument("--tasks", choices=("test", "train", "all"), default="all",
+                   help="which tasks (default: all; the probe is fit on train tasks and scored on test tasks)")
+    p.add_argument("--n-context", type=_positive_int, metavar="N",
+                   help="context transitions per task (default: eval.num_episodes episodes for rollouts, "
+                        "everything stored for the buffer)")
+    p.add_argument("--source", choices=("rollouts", "buffer"), default="rollouts",
+                   help="fresh rollouts with posterior sampling (default), or the training tasks' context buffer")
+    p.add_argument("--projection", choices=("pca", "tsne", "umap"), default="pca",
+                   help="2-D projection of the posterior means (default pca; tsne needs scikit-learn, umap umap-learn)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: latents/<run id>)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--no-log", action="store_true", help="do not log to the MLflow run")
     p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("list", help="registered task families and encoders",

@@ -134,6 +134,11 @@ class EvalConfig:
     num_exp_traj_eval: int = _field(1, "leading episodes with z from the prior (posterior sampling)", check="positive")
     n_test_tasks: int | None = _field(None, "test tasks evaluated; null = all", check="positive")
     n_train_tasks: int = _field(5, "training tasks evaluated too (0 = none)", check="nonneg")
+    latent_every: int = _field(
+        0, "log a latent summary (latent/probe_r2_test, active dims, contraction; see docs/latents.md) every this "
+        "many iterations and after the last, from fresh rollouts on all train and test tasks; 0 = off",
+        check="nonneg",
+    )
 
 
 @dataclass

@@ -30,6 +30,7 @@ from pearl.checkpoint import latest_checkpoint, save_checkpoint
 from pearl.collect import Rollouts, VectorCollector
 from pearl.config import ConfigError, ExperimentConfig
 from pearl.evaluation import MetaTestResult, meta_test
+from pearl.latents import training_summary
 from pearl.sac import SACLearner
 
 log = logging.getLogger(__name__)
@@ -228,6 +229,8 @@ class Trainer:
             metrics.update(test.metrics("eval/test"))
             if len(self.eval_train_ids):
                 metrics.update(self.evaluate(self.tasks.train_tasks[self.eval_train_ids]).metrics("eval/train"))
+        if cfg.eval.latent_every and ((self.iteration + 1) % cfg.eval.latent_every == 0 or last):
+            metrics.update(training_summary(self))  # RNG-neutral: training continues exactly as without it
         t3 = time.perf_counter()
         self.iteration += 1
         self.wall_time += t3 - t0
