@@ -403,7 +403,8 @@ def context_sizes(n_max: int) -> list[int]:
 
 
 @torch.no_grad()
-def contraction_curve(agent: PEARLAgent, contexts: list[torch.Tensor], sizes: Sequence[int] | None = None) -> Contraction:
+def contraction_curve(agent: PEARLAgent, contexts: list[torch.Tensor],
+                      sizes: Sequence[int] | None = None) -> Contraction:
     """Posterior std and KL from the first n transitions of each task, for n in ``sizes``.
 
     ``sizes`` defaults to :func:`context_sizes` of the longest context. At each n only the tasks

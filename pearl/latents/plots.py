@@ -42,7 +42,8 @@ def pca(z_mean: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return center, axes, explained
 
 
-def project(table: LatentTable, method: str = "pca", *, seed: int = 0) -> tuple[np.ndarray, list[str], np.ndarray | None]:
+def project(table: LatentTable, method: str = "pca", *,
+            seed: int = 0) -> tuple[np.ndarray, list[str], np.ndarray | None]:
     """2-D coordinates of the posterior means.
 
     Returns:
@@ -90,7 +91,8 @@ def projection(table: LatentTable, *, title: str, method: str = "pca", color_by:
     fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.6), squeeze=False)
     for ax, name in zip(axes[0], names or [None]):
         values = table.params[:, table.param_names.index(name)] if name else np.zeros(len(table))
-        norm = matplotlib.colors.Normalize(values.min(), values.max() if values.max() > values.min() else values.min() + 1)
+        lo, hi = float(values.min()), float(values.max())
+        norm = matplotlib.colors.Normalize(lo, hi if hi > lo else lo + 1.0)
         cmap = plt.get_cmap("viridis")
         if cov is not None:
             for k in range(len(table)):

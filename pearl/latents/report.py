@@ -120,7 +120,8 @@ class LatentReport:
         curve = folder / "contraction.csv"
         c = self.contraction
         probe_r2 = c.probe_r2 if c.probe_r2 is not None else np.full(len(c.n_context), np.nan)
-        header = "n_context,n_tasks,mean_std,kl_to_prior,probe_r2," + ",".join(f"std_{d}" for d in range(c.std.shape[1]))
+        header = ",".join(["n_context", "n_tasks", "mean_std", "kl_to_prior", "probe_r2",
+                           *(f"std_{d}" for d in range(c.std.shape[1]))])
         np.savetxt(curve, np.column_stack([c.n_context, c.n_tasks, c.mean_std, c.kl_to_prior, probe_r2, c.std]),
                    delimiter=",", header=header, comments="", fmt="%.6g")
         summary = folder / "summary.json"
