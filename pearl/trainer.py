@@ -26,7 +26,7 @@ import encoders
 import envs
 from pearl.agent import PEARLAgent
 from pearl.buffers import MultiTaskBuffer, context_dim, make_context
-from pearl.checkpoint import latest_checkpoint, save_checkpoint
+from pearl.checkpoint import CheckpointError, incompatible_differences, latest_checkpoint, save_checkpoint
 from pearl.collect import Rollouts, VectorCollector
 from pearl.config import ConfigError, ExperimentConfig
 from pearl.evaluation import MetaTestResult, meta_test
@@ -188,11 +188,19 @@ class Trainer:
         """``n_steps`` gradient steps; returns the mean of every loss term."""
         a = self.cfg.algo
         totals: dict[str, torch.Tensor] = {}
-        for _ in range(n_steps):
+        for step in range(n_steps):
             task_ids = self.rng.integers(0, self.n_train, a.meta_batch)
             batch = self.rl_buffer.sample(task_ids, a.batch_size, self.rng, device=self.device)
             context = self._context(task_ids)
-            for key, value in self.learner.update(batch, context).items():
+            try:
+                out = self.learner.update(batch, context)
+            except (ValueError, RuntimeError):
+                # NaN weights make distributions refuse their parameters mid-iteration: report the
+                # divergence (and the losses that went non-finite so far), not the symptom
+                partial = {k: float(v) / max(step, 1) for k, v in totals.items()}
+                self._check_finite(partial, where=f", gradient step {step + 1} of {n_steps}")
+                raise
+            for key, value in out.items():
                 totals[key] = totals[key] + value if key in totals else value
         return {k: float(v) / max(n_steps, 1) for k, v in totals.items()}
 
@@ -242,25 +250,32 @@ class Trainer:
         })
         return IterationResult(self.iteration, self.env_steps, metrics, test)
 
-    def _check_finite(self, losses: dict[str, float]) -> None:
-        for key, value in losses.items():
-            if not math.isfinite(value):
-                raise TrainingDiverged(f"{key} became {value} at iteration {self.iteration + 1}")
+    def _check_finite(self, losses: dict[str, float], *, where: str = "") -> None:
+        """Stop before a non-finite iteration is logged or checkpointed: the last good checkpoint stays
+        the latest. Losses are iteration means, so one NaN step anywhere in the iteration shows."""
+        itr = f"iteration {self.iteration + 1}{where}"
+        bad = sorted((not k.startswith("loss_"), k) for k, v in losses.items() if not math.isfinite(v))
+        if bad:
+            named = ", ".join(f"train/{k} = {losses[k]}" for _, k in bad)
+            raise TrainingDiverged(f"non-finite loss at {itr}: {named}")
+        # a NaN/Inf gradient shows up here: the optimiser step has written it into the parameters
         for name, p in self.learner.named_parameters():
             if not torch.isfinite(p).all():
-                raise TrainingDiverged(f"parameter {name} became non-finite at iteration {self.iteration + 1}")
+                raise TrainingDiverged(f"parameter {name} became non-finite at {itr} (a NaN or Inf gradient reached it)")
 
     def train(self, on_iteration: Callable[[IterationResult], None] | None = None) -> None:
         """Run to ``num_iterations``, checkpointing on schedule; SIGINT/SIGTERM stop at the next safe point."""
         cfg = self.cfg
         handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        self._stop_signal = None
 
         def request_stop(signum: int, _frame: Any) -> None:
+            name = signal.Signals(signum).name
+            if self._stop_signal is not None:  # a second signal acts at once; a write in flight is
+                raise KeyboardInterrupt(name)  # abandoned and the previous checkpoint stays intact
             self._stop_signal = signum
-            log.warning("%s received: stopping after this iteration (send it again to stop at once)",
-                        signal.Signals(signum).name)
-            for s, h in handlers.items():  # a second signal acts at once
-                signal.signal(s, h)
+            log.warning("%s received: stopping after this iteration and writing a checkpoint "
+                        "(send it again to stop at once)", name)
 
         for s in handlers:
             signal.signal(s, request_stop)
@@ -272,7 +287,7 @@ class Trainer:
                 last = self.iteration == cfg.train.num_iterations
                 if self._stop_signal is not None or last or self.iteration % cfg.tracking.checkpoint_every == 0:
                     self.save()
-                if self._stop_signal is not None:
+                if self._stop_signal is not None and not last:  # on the last iteration: just finish
                     name = signal.Signals(self._stop_signal).name
                     raise TrainingInterrupted(
                         f"{name} received: stopped after iteration {self.iteration}, checkpoint written"
@@ -302,26 +317,52 @@ class Trainer:
                 "numpy": self.rng.bit_generator.state,
                 "python": random.getstate(),
                 "torch": torch.get_rng_state(),
+                "torch_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
                 "envs": [env.unwrapped.np_random.bit_generator.state for env in self.collector.envs],
                 "action_spaces": [env.action_space.np_random.bit_generator.state for env in self.collector.envs],
             },
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state``; it must come from a config that differs from ours at most in
+        :data:`pearl.checkpoint.RESUME_MAY_CHANGE` (schedule end, evaluation, tracking, device).
+
+        Raises:
+            CheckpointError: naming each config key that differs, or what does not fit.
+        """
+        import yaml
+
+        where = state.get("_path", "checkpoint")
+        missing = [k for k in _STATE_KEYS if k not in state]
+        if missing:
+            raise CheckpointError(f"{where}: not a training checkpoint (it lacks {', '.join(missing)}; "
+                                  f"written by pearl {state.get('pearl_version', '?')})")
+        diffs = incompatible_differences(yaml.safe_load(state["config_yaml"]), self.cfg.to_dict())
+        if diffs:
+            raise CheckpointError(f"{where}: written with a different config; these keys cannot change when "
+                                  "resuming:\n  " + "\n  ".join(diffs))
+        try:
+            self.learner.load_state_dict(state["learner"])
+            self.learner.load_optimizer_state_dict(state["optimizers"])
+            self.rl_buffer.load_state_dict(_to_arrays(state["rl_buffer"]))
+            self.enc_buffer.load_state_dict(_to_arrays(state["enc_buffer"]))
+            rng = state["rng"]
+            if len(rng["envs"]) != len(self.collector.envs):
+                raise ValueError(f"{len(rng['envs'])} env RNG states for {len(self.collector.envs)} envs")
+            self.rng.bit_generator.state = rng["numpy"]
+            random.setstate(_as_tuple(rng["python"]))
+            torch.set_rng_state(rng["torch"])
+            if rng.get("torch_cuda") and self.device.type == "cuda":
+                torch.cuda.set_rng_state_all(rng["torch_cuda"])
+            for env, env_state, space_state in zip(self.collector.envs, rng["envs"], rng["action_spaces"]):
+                env.unwrapped.np_random.bit_generator.state = env_state
+                env.action_space.np_random.bit_generator.state = space_state
+        except (RuntimeError, ValueError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{where}: does not fit the model built from its config "
+                                  f"(written by pearl {state.get('pearl_version', '?')}): {err}") from None
+        self.eval_train_ids = state["eval_train_ids"].numpy()
         self.iteration, self.env_steps = int(state["iteration"]), int(state["env_steps"])
         self.wall_time = float(state["wall_time"])
-        self.learner.load_state_dict(state["learner"])
-        self.learner.load_optimizer_state_dict(state["optimizers"])
-        self.rl_buffer.load_state_dict(_to_arrays(state["rl_buffer"]))
-        self.enc_buffer.load_state_dict(_to_arrays(state["enc_buffer"]))
-        self.eval_train_ids = state["eval_train_ids"].numpy()
-        rng = state["rng"]
-        self.rng.bit_generator.state = rng["numpy"]
-        random.setstate(_as_tuple(rng["python"]))
-        torch.set_rng_state(rng["torch"])
-        for env, env_state, space_state in zip(self.collector.envs, rng["envs"], rng["action_spaces"]):
-            env.unwrapped.np_random.bit_generator.state = env_state
-            env.action_space.np_random.bit_generator.state = space_state
 
     def save(self) -> Path | None:
         if self.checkpoint_dir is None:
@@ -338,6 +379,10 @@ class Trainer:
             return False
         self.load_state_dict(state)
         return True
+
+
+_STATE_KEYS = ("config_yaml", "iteration", "env_steps", "wall_time", "learner", "optimizers", "rl_buffer",
+               "enc_buffer", "eval_train_ids", "rng")
 
 
 class _Mixed(torch.distributions.Distribution):
