@@ -273,8 +273,13 @@ def cmd_check_encoder(args: argparse.Namespace) -> int:
 def cmd_embed(args: argparse.Namespace) -> int:
     from pearl import latents
     from pearl.checkpoint import latest_checkpoint, load_checkpoint
+    from pearl.latents.plots import check_projection
     from pearl.tracking import Tracker, resolve_tracking_uri
 
+    try:
+        check_projection(args.projection)  # before any work
+    except latents.LatentError as err:
+        raise UsageError(str(err)) from None
     splits = ("train", "test") if args.tasks == "all" else (args.tasks,)
     folder, run_id = _locate_checkpoints(args.run, args.tracking_uri)
     state = load_checkpoint(args.run) if Path(args.run).is_file() else latest_checkpoint(folder)

@@ -42,6 +42,18 @@ def pca(z_mean: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return center, axes, explained
 
 
+def check_projection(method: str) -> None:
+    """Raise :class:`LatentError` now if ``method`` is unknown or its package is missing."""
+    if method not in PROJECTIONS:
+        raise LatentError(f"unknown projection {method!r}; choose one of {', '.join(PROJECTIONS)}")
+    package = {"tsne": ("sklearn", "scikit-learn"), "umap": ("umap", "umap-learn")}.get(method)
+    if package is not None:
+        import importlib.util
+
+        if importlib.util.find_spec(package[0]) is None:
+            raise LatentError(f"projection {method!r} needs {package[1]}: pip install {package[1]}")
+
+
 def project(table: LatentTable, method: str = "pca", *,
             seed: int = 0) -> tuple[np.ndarray, list[str], np.ndarray | None]:
     """2-D coordinates of the posterior means.

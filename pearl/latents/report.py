@@ -84,17 +84,17 @@ class LatentReport:
         lines = [f"{len(t)} tasks ({n_train} train, {n_test} test) of {self.env}, "
                  f"up to {int(s['n_context'])} context transitions each (from {self.source})"]
         if self.probe is not None:
-            test = f"{s['probe_r2_test']:.3f} on test tasks (probe fit on train tasks)" if math.isfinite(
-                s["probe_r2_test"]) else "no test tasks"
-            held_out = "train" if n_train else "test"
-            lines.append(f"probe R² (ridge, posterior mean -> {params}): {s['probe_r2_cv']:.3f} on held-out "
-                         f"{held_out} tasks ({self.probe.n_folds}-fold CV), {test}")
+            scores = [f"{_r2(s['probe_r2_cv'])} on held-out {'train' if n_train else 'test'} tasks "
+                      f"({self.probe.n_folds}-fold CV)"]
+            if n_train and n_test:
+                scores.append(f"{_r2(s['probe_r2_test'])} on test tasks (probe fit on train tasks)")
+            lines.append(f"probe R² (ridge, posterior mean -> {params}): {', '.join(scores)}")
         lines.append(f"active latent dims: {int(s['active_dims'])} of {t.latent_dim} "
                      f"(posterior-mean variance across tasks > 0.01); mean KL to prior {s['kl_to_prior']:.2f} nats")
         lines.append(f"contraction: mean posterior std {s['std_context_1']:.3f} after 1 transition -> "
                      f"{s['std_context_full']:.3f} after {int(s['n_context'])}")
         r2 = self.contraction.probe_r2
-        if r2 is not None:
+        if r2 is not None and np.isfinite(r2).any():
             steps = ", ".join(f"{int(n)}: {v:.2f}" for n, v in zip(self.contraction.n_context, r2))
             lines.append(f"probe R² on held-out tasks by context transitions seen: {steps}")
         return "\n".join(lines)
@@ -346,6 +346,10 @@ def default_title(env: str, *, run_id: str | None, checkpoint: str, iteration: i
     """``run 1a2b3c4d · point-robot · iteration 40`` (the checkpoint file when there is no run)."""
     who = f"run {run_id[:8]}" if run_id else Path(checkpoint).name
     return f"{who} · {env} · iteration {iteration}"
+
+
+def _r2(value: float) -> str:
+    return f"{value:.3f}" if math.isfinite(value) else "n/a (too few tasks)"
 
 
 def _json_safe(summary: dict[str, float]) -> dict[str, Any]:

@@ -267,3 +267,14 @@ def test_periodic_latent_summary_is_logged_and_does_not_change_training(tiny_con
     for a, b in zip(with_summary.learner.parameters(), without.learner.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert metrics_on[1]["eval/test/return_adapted"] == metrics_off[1]["eval/test/return_adapted"]
+
+
+def test_projection_is_checked_before_any_work() -> None:
+    with pytest.raises(latents.LatentError, match="unknown projection"):
+        plots.check_projection("isomap")
+    plots.check_projection("pca")
+    try:
+        import umap  # noqa: F401
+    except ImportError:
+        with pytest.raises(latents.LatentError, match="pip install umap-learn"):
+            plots.check_projection("umap")
