@@ -46,30 +46,71 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from pearl.config import config_from_dict
     import yaml
 
-    folder, run_id = _locate_checkpoints(args.run, args.tracking_uri)
-    from pearl.checkpoint import latest_checkpoint
+    import pearl
+    from pearl.checkpoint import (CheckpointError, FolderLock, incompatible_differences, iteration_of,
+                                  latest_checkpoint, list_checkpoints, load_checkpoint, set_aside)
+    from pearl.config import ConfigError, apply_overrides, config_from_dict
+    from pearl.tracking import find_run, resolve_tracking_uri
 
-    state = latest_checkpoint(folder)
-    if state is None:
-        raise UsageError(f"{folder}: no checkpoint to resume from")
-    cfg = config_from_dict(yaml.safe_load(state["config_yaml"]), f"{state['_path']} (saved config)")
-    if args.tracking_uri:
-        cfg.tracking.tracking_uri = args.tracking_uri
-    if args.no_progress:
-        cfg.tracking.progress = False
-    run_id = run_id or state.get("run_id") or None
-    return _run_training(cfg, run_id=run_id, source=state["_path"], state=state, checkpoint_dir=folder)
+    folder, run_id = _locate_checkpoints(args.run, args.tracking_uri)
+    # One writer per folder: a run that is still training is refused before anything is touched.
+    with FolderLock(folder):
+        skipped: list[tuple[Path, str]] = []
+        if Path(args.run).is_file():
+            state = load_checkpoint(args.run)
+            state["_path"] = str(args.run)
+            chosen = iteration_of(args.run)
+            newer = [p.name for p in list_checkpoints(folder) if chosen is not None and iteration_of(p) > chosen]
+            if newer:
+                raise UsageError(f"{folder} holds newer checkpoints ({', '.join(newer)}) that resuming from "
+                                 f"{Path(args.run).name} would overwrite; resume from the folder instead, or move them")
+        else:
+            state = latest_checkpoint(folder, skipped=skipped)
+        if state is None:
+            raise UsageError(f"{folder}: no checkpoint to resume from")
+        path = state["_path"]
+        if run_id and state.get("run_id") and state["run_id"] != run_id:
+            raise UsageError(f"{folder} holds checkpoints of run {state['run_id']}, not of run {run_id}")
+        try:
+            data = apply_overrides(yaml.safe_load(state["config_yaml"]), args.set, where="--set")
+            cfg = config_from_dict(data, f"{path} (saved config)")
+        except ConfigError as err:
+            written_by = state.get("pearl_version", "?")
+            note = "" if written_by == pearl.__version__ else f" (written by pearl {written_by}, this is {pearl.__version__})"
+            raise ConfigError(f"{err}{note}") from None
+        diffs = incompatible_differences(yaml.safe_load(state["config_yaml"]), cfg.to_dict())
+        if diffs:
+            raise CheckpointError(f"{path}: --set changes keys that a resumed run cannot take:\n  " + "\n  ".join(diffs))
+        if args.tracking_uri:
+            cfg.tracking.tracking_uri = args.tracking_uri
+        if args.no_progress:
+            cfg.tracking.progress = False
+        if int(state["iteration"]) >= cfg.train.num_iterations:
+            print(f"{path}: the run is complete (iteration {state['iteration']} of {cfg.train.num_iterations}); "
+                  "nothing to resume. To train longer: pearl resume RUN --set train.num_iterations=N", file=sys.stderr)
+            return EXIT_OK
+        run_id = run_id or state.get("run_id") or None
+        uri = resolve_tracking_uri(cfg.tracking.tracking_uri)
+        if run_id and find_run(uri, run_id) is None:  # checked before anything in the folder moves
+            raise UsageError(f"run {run_id} (of checkpoint {path}) is not in the tracking store {uri}; "
+                             "pass the store that holds it with --tracking-uri")
+        for broken, why in skipped:  # kept for inspection, out of the way of new checkpoints and pruning
+            print(f"warning: skipping a broken checkpoint, moved to {set_aside(broken).name}: {why}", file=sys.stderr)
+        return _run_training(cfg, run_id=run_id, source=path, state=state, checkpoint_dir=folder)
 
 
 def _run_training(cfg: Any, *, run_id: str | None, source: str, state: dict | None = None,
                   checkpoint_dir: Path | None = None) -> int:
-    from pearl.tracking import Tracker
+    """Train (or continue) one run; ``checkpoint_dir`` given means the caller holds its folder lock."""
+    from contextlib import ExitStack
+
+    from pearl.checkpoint import CheckpointWriteError, FolderLock, list_checkpoints
+    from pearl.tracking import Tracker, TrackingError, find_run, resolve_tracking_uri
     from pearl.trainer import Trainer, TrainingDiverged, TrainingInterrupted
 
-    # Build everything first: a bad env/encoder is reported before any MLflow run exists.
+    # Build everything first: a bad env/encoder/checkpoint is reported before any MLflow run changes.
     trainer = Trainer(cfg)
     if state is not None:
         trainer.load_state_dict(state)
@@ -77,9 +118,11 @@ def _run_training(cfg: Any, *, run_id: str | None, source: str, state: dict | No
         run_name = cfg.tracking.run_name or f"{cfg.env.name}__{cfg.encoder.name.split(':')[-1]}__{cfg.seed}__{int(time.time())}"
         tracker = Tracker.start(cfg, run_name=run_name)
     else:
-        from pearl.tracking import resolve_tracking_uri
-
-        tracker = Tracker(resolve_tracking_uri(cfg.tracking.tracking_uri), run_id=run_id)
+        uri = resolve_tracking_uri(cfg.tracking.tracking_uri)
+        if find_run(uri, run_id) is None:
+            raise UsageError(f"run {run_id} (of checkpoint {source}) is not in the tracking store {uri}; "
+                             "pass the store that holds it with --tracking-uri")
+        tracker = Tracker(uri, run_id=run_id)
         tracker.client.update_run(run_id, status="RUNNING")
     trainer.run_id = tracker.run_id
     trainer.checkpoint_dir = checkpoint_dir or Path(cfg.tracking.checkpoint_dir).resolve() / tracker.run_id
@@ -106,29 +149,47 @@ def _run_training(cfg: Any, *, run_id: str | None, source: str, state: dict | No
             bar.set_postfix(postfix, refresh=False)
             bar.update(1)
 
-    status = "FAILED"
+    def last_good() -> str:
+        found = list_checkpoints(trainer.checkpoint_dir)
+        return f"{found[-1]}" if found else f"none yet in {trainer.checkpoint_dir}"
+
+    resume_hint = f"pearl resume {tracker.run_id}"
+    status, code = "FAILED", EXIT_FAILED
     try:
-        trainer.train(on_iteration)
-        status = "FINISHED"
+        with ExitStack() as stack:
+            if checkpoint_dir is None:
+                stack.enter_context(FolderLock(trainer.checkpoint_dir))
+            trainer.train(on_iteration)
+        status, code = "FINISHED", EXIT_OK
     except TrainingDiverged as err:
-        print(f"error: training diverged: {err}; the last good checkpoint is kept in {trainer.checkpoint_dir}",
+        print(f"error: training diverged: {err}. Run marked FAILED; the last good checkpoint: {last_good()}",
               file=sys.stderr)
-        return EXIT_FAILED
+    except CheckpointWriteError as err:
+        print(f"error: {err}. Run marked FAILED; free space, then continue with: {resume_hint}", file=sys.stderr)
+    except TrackingError as err:
+        print(f"error: {err}. Training stopped after iteration {trainer.iteration}; the last checkpoint: "
+              f"{last_good()}. Once the store works, continue with: pearl resume {trainer.checkpoint_dir}",
+              file=sys.stderr)
     except TrainingInterrupted as err:
-        status = "KILLED"
-        print(f"stopped: {err}. Continue with: pearl resume {tracker.run_id}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        status, code = "KILLED", EXIT_INTERRUPTED
+        print(f"stopped: {err}. Continue with: {resume_hint}", file=sys.stderr)
     except KeyboardInterrupt:
-        status = "KILLED"
-        print("stopped at once by a second signal; resume from the last checkpoint with "
-              f"pearl resume {tracker.run_id}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        status, code = "KILLED", EXIT_INTERRUPTED
+        print(f"stopped at once by a second signal; the last checkpoint: {last_good()}. Continue with: {resume_hint}",
+              file=sys.stderr)
     finally:
         if bar is not None:
             bar.close()
-        if status == "FINISHED":
-            _log_final_outputs(trainer, tracker, history)
-        tracker.end(status)
+        try:
+            if status == "FINISHED":
+                _log_final_outputs(trainer, tracker, history)
+        finally:
+            try:
+                tracker.end(status)
+            except TrackingError as err:  # already failing, or the final outputs are on disk anyway
+                print(f"warning: {err}", file=sys.stderr)
+    if code != EXIT_OK:
+        return code
     print(f"\ndone: run {tracker.run_id}, final test return (adapted) "
           f"{history['adapted'][-1] if history['adapted'] else float('nan'):.3f}")
     print(f"  view it:  mlflow ui --backend-store-uri {tracker.tracking_uri}   (then open http://127.0.0.1:5000)")
@@ -175,19 +236,20 @@ def _locate_checkpoints(run: str, tracking_uri: str | None) -> tuple[Path, str |
         return path.parent, None
     if path.is_dir():
         return path, None
-    from pearl.tracking import resolve_tracking_uri
+    if "/" in run or "\\" in run or run.endswith(".pt"):
+        raise UsageError(f"{run}: no such checkpoint file or folder")
+    from pearl.tracking import find_run, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    try:
-        found = MlflowClient(uri).get_run(run)
-    except MlflowException:
-        raise UsageError(f"{run!r} is neither a checkpoint path nor a run id in the tracking store {uri}") from None
+    found = find_run(uri, run)
+    if found is None:
+        raise UsageError(f"{run!r} is neither a checkpoint path nor a run id in the tracking store {uri}")
     folder = found.data.tags.get("pearl.checkpoint_dir")
     if not folder:
         raise UsageError(f"run {run} has no checkpoints recorded (tag pearl.checkpoint_dir is missing)")
+    if not Path(folder).is_dir():
+        raise UsageError(f"run {run}: its checkpoint folder {folder} does not exist on this machine "
+                         "(checkpoints stay where the run trained; copy the folder and pass its path)")
     return Path(folder), run
 
 
@@ -198,19 +260,29 @@ def _locate_checkpoints(run: str, tracking_uri: str | None) -> tuple[Path, str |
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import yaml
 
-    from pearl.checkpoint import latest_checkpoint, load_checkpoint
+    from pearl.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
     from pearl.config import config_from_dict
-    from pearl.tracking import Tracker, resolve_tracking_uri
+    from pearl.tracking import Tracker, find_run, resolve_tracking_uri
     from pearl.trainer import Trainer
 
+    if args.episodes is not None and args.episodes < 1:
+        raise UsageError(f"--episodes: expected at least 1, got {args.episodes}")
     folder, run_id = _locate_checkpoints(args.run, args.tracking_uri)
     state = load_checkpoint(args.run) if Path(args.run).is_file() else latest_checkpoint(folder)
     if state is None:
         raise UsageError(f"{folder}: no checkpoint to evaluate")
     path = state.get("_path", args.run)
+    if "config_yaml" not in state or "learner" not in state:
+        raise CheckpointError(f"{path}: holds no agent to evaluate")
     cfg = config_from_dict(yaml.safe_load(state["config_yaml"]), f"{path} (saved config)")
+    episodes = args.episodes or cfg.eval.num_episodes
+    if episodes < cfg.eval.num_exp_traj_eval:
+        raise UsageError(f"--episodes must be at least eval.num_exp_traj_eval ({cfg.eval.num_exp_traj_eval})")
     trainer = Trainer(cfg)
-    trainer.learner.load_state_dict(state["learner"])
+    try:
+        trainer.learner.load_state_dict(state["learner"])
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: does not fit the model built from its config: {err}") from None
     tasks = trainer.test_tasks if args.tasks == "test" else trainer.tasks.train_tasks
     if len(tasks) == 0:
         raise UsageError(f"no {args.tasks} tasks to evaluate on")
@@ -220,9 +292,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         trainer.collector = VectorCollector(trainer.tasks.make_env, n_slots=len(tasks),
                                             max_path_length=trainer.max_path_length, seed=cfg.seed + 10_000,
                                             device=trainer.device)
-    episodes = args.episodes or cfg.eval.num_episodes
-    if episodes < cfg.eval.num_exp_traj_eval:
-        raise UsageError(f"--episodes must be at least eval.num_exp_traj_eval ({cfg.eval.num_exp_traj_eval})")
     result = trainer.evaluate(tasks, num_episodes=episodes)
     print(f"checkpoint {path} (iteration {state['iteration']}), {len(tasks)} {args.tasks} tasks")
     print(result.table())
@@ -230,7 +299,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"adapted return:               {result.return_adapted:.3f}")
     run_id = run_id or state.get("run_id") or None
     if run_id:
-        tracker = Tracker(resolve_tracking_uri(args.tracking_uri or cfg.tracking.tracking_uri), run_id=run_id)
+        uri = resolve_tracking_uri(args.tracking_uri or cfg.tracking.tracking_uri)
+        if find_run(uri, run_id) is None:
+            print(f"warning: run {run_id} is not in the tracking store {uri}; the evaluation was not logged "
+                  "(pass --tracking-uri)", file=sys.stderr)
+            return EXIT_OK
+        tracker = Tracker(uri, run_id=run_id)
         tracker.log_metrics(result.metrics(f"evaluate/{args.tasks}"), step=int(state["env_steps"]))
         tracker.flush()
         tracker.log_text(result.table(), f"evaluate/{args.tasks}_adaptation_curve_{int(time.time())}.txt")
@@ -345,6 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resume", help="continue a run from its last good checkpoint",
                        description="Continue a run in the same MLflow run from its last good checkpoint.")
     p.add_argument("run", help="MLflow run id, checkpoint folder or checkpoint file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change the saved config where a resumed run allows it, e.g. --set train.num_iterations=1000")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_resume)

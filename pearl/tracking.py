@@ -2,12 +2,19 @@
 
 Metrics are buffered and sent in batches (MLflow's SQLite store costs milliseconds per call);
 the run is marked FINISHED, FAILED or KILLED when it ends, never left RUNNING.
+
+The store is contacted once at start with few retries and a short timeout, so an unreachable server
+or an unwritable store is one clear :class:`TrackingError` within seconds; later calls keep MLflow's
+own retries (a server that blips during a long run is waited for). A write that still fails raises
+:class:`TrackingError` naming the store and the reason (e.g. disk full), never a bare traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -23,6 +30,80 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 class TrackingError(RuntimeError):
     """The tracking store cannot be reached or written."""
+
+
+# First contact: fail within seconds when nothing answers. Only applied where the user has not set them.
+_FIRST_CONTACT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                      "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+_REASONS = (r"\[Errno -?\d+\] [^'\")(]+", r"timed? ?out", r"database or disk is full", r"No space left on device",
+            r"unable to open database file", r"attempt to write a readonly database", r"Permission denied")
+
+
+def short_reason(err: BaseException) -> str:
+    """The gist of a store error (MLflow's messages run to pages of retry details)."""
+    text = " ".join(str(err).split())
+    for pattern in _REASONS:
+        m = re.search(pattern, text, re.IGNORECASE)
+        if m:
+            return m.group(0).strip()
+    return text[:200] or type(err).__name__
+
+
+@contextlib.contextmanager
+def _first_contact():
+    saved = {k: os.environ.get(k) for k in _FIRST_CONTACT_ENV}
+    for key, value in _FIRST_CONTACT_ENV.items():
+        os.environ.setdefault(key, value)
+    retry_log = logging.getLogger("urllib3.connectionpool")  # one line per retry: the error says it all
+    level = retry_log.level
+    retry_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        retry_log.setLevel(level)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+
+
+def open_client(tracking_uri: str) -> Any:
+    """An ``MlflowClient`` whose store has answered once.
+
+    Raises:
+        TrackingError: the store cannot be reached or opened, with the reason in one line.
+    """
+    from mlflow import MlflowClient
+
+    remote = tracking_uri.startswith(("http://", "https://", "databricks"))
+    try:
+        with _first_contact():
+            client = MlflowClient(tracking_uri)
+            client.search_experiments(max_results=1)
+    except Exception as err:  # noqa: BLE001 - any store failure is reported the same way
+        what = "reach the MLflow tracking server" if remote else "open the MLflow tracking store"
+        raise TrackingError(
+            f"cannot {what} at {tracking_uri} ({short_reason(err)}); check tracking.tracking_uri or "
+            "$MLFLOW_TRACKING_URI" + (", and that the server is running" if remote else "")
+        ) from None
+    return client
+
+
+def find_run(tracking_uri: str, run_id: str) -> Any | None:
+    """The MLflow run ``run_id``, or None when the store has no such (undeleted) run.
+
+    Raises:
+        TrackingError: the store cannot be reached.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = open_client(tracking_uri)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as err:
+        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise TrackingError(f"cannot read run {run_id} from {tracking_uri} ({short_reason(err)})") from None
+    return None if run.info.lifecycle_stage == "deleted" else run
 
 
 def resolve_tracking_uri(configured: str | None) -> str:
@@ -49,10 +130,8 @@ class Tracker:
     """
 
     def __init__(self, tracking_uri: str, *, run_id: str | None = None) -> None:
-        from mlflow import MlflowClient
-
         self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri)
+        self.client = open_client(tracking_uri)
         self.run_id = run_id
         self._pending: list[Any] = []
         self._last_flush = time.monotonic()
@@ -73,7 +152,8 @@ class Tracker:
                 tags["mlflow.source.git.commit"] = commit
             run = tracker.client.create_run(exp_id, tags=tags, run_name=run_name)
         except Exception as err:  # noqa: BLE001 - any store failure is reported the same way
-            raise TrackingError(f"cannot open the MLflow tracking store at {tracker.tracking_uri!r}: {err}") from err
+            raise TrackingError(f"cannot create a run in the MLflow tracking store at {tracker.tracking_uri} "
+                                f"({short_reason(err)})") from None
         tracker.run_id = run.info.run_id
         tracker.log_params(flatten(cfg.to_dict()))
         tracker.log_text(cfg.to_yaml(), "config.yaml")
@@ -94,10 +174,19 @@ class Tracker:
         self._pending.extend(Metric(k, float(v), now, int(step)) for k, v in metrics.items())
 
     def flush(self) -> None:
-        """Send queued metrics in batches of up to 1000."""
-        pending, self._pending = self._pending, []
-        for i in range(0, len(pending), 1000):
-            self.client.log_batch(self.run_id, metrics=pending[i : i + 1000])
+        """Send queued metrics in batches of up to 1000.
+
+        Raises:
+            TrackingError: the store refused or could not be reached; unsent metrics stay queued.
+        """
+        while self._pending:
+            batch = self._pending[:1000]
+            try:
+                self.client.log_batch(self.run_id, metrics=batch)
+            except Exception as err:  # noqa: BLE001 - any store failure is reported the same way
+                raise TrackingError(f"cannot write metrics to the MLflow tracking store at {self.tracking_uri} "
+                                    f"({short_reason(err)})") from None
+            del self._pending[: len(batch)]
         self._last_flush = time.monotonic()
 
     def log_text(self, text: str, artifact_file: str) -> None:
@@ -116,11 +205,19 @@ class Tracker:
         self.client.set_tag(self.run_id, key, value)
 
     def end(self, status: str = "FINISHED") -> None:
-        """Flush and mark the run ``FINISHED``, ``FAILED`` or ``KILLED``."""
+        """Flush and mark the run ``FINISHED``, ``FAILED`` or ``KILLED``.
+
+        Raises:
+            TrackingError: the store could not take the final metrics or the status.
+        """
         try:
             self.flush()
         finally:
-            self.client.set_terminated(self.run_id, status=status)
+            try:
+                self.client.set_terminated(self.run_id, status=status)
+            except Exception as err:  # noqa: BLE001 - any store failure is reported the same way
+                raise TrackingError(f"cannot mark run {self.run_id} {status} in {self.tracking_uri} "
+                                    f"({short_reason(err)})") from None
 
     def metric_history(self, key: str) -> list[tuple[int, float]]:
         """(step, value) pairs of one metric, in step order."""
