@@ -219,8 +219,7 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> RidgeFit:
         x [K, D], y [K, P] -> RidgeFit
     """
     x, y = _2d(x), _2d(y)
-    x_mean, x_scale = x.mean(axis=0), x.std(axis=0)
-    x_scale = np.where(x_scale > 1e-12, x_scale, 1.0)
+    x_mean, x_scale = _standardise(x)
     xs, y_mean = (x - x_mean) / x_scale, y.mean(axis=0)
     gram = xs.T @ xs + alpha * np.eye(x.shape[1])
     coef = np.linalg.solve(gram, xs.T @ (y - y_mean))
@@ -231,15 +230,37 @@ def _folds(n: int, n_folds: int, rng: np.random.Generator) -> list[np.ndarray]:
     return [np.sort(f) for f in np.array_split(rng.permutation(n), min(n_folds, n))]
 
 
-def _out_of_fold(x: np.ndarray, y: np.ndarray, folds: list[np.ndarray], alpha: float | None,
-                 alphas: Sequence[float], n_folds: int, rng: np.random.Generator) -> np.ndarray:
-    """Predictions of each fold by a probe fit on the other folds (alpha chosen there if None)."""
-    pred = np.zeros_like(y)
+def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and scale of each input column (scale 1 for a constant column)."""
+    scale = x.std(axis=0)
+    return x.mean(axis=0), np.where(scale > 1e-12, scale, 1.0)
+
+
+def _ridge_path(x: np.ndarray, y: np.ndarray, x_eval: np.ndarray, alphas: Sequence[float]) -> np.ndarray:
+    """Predictions at ``x_eval`` of the ridge fit on ``(x, y)`` for every alpha, from one SVD.
+
+    With standardised ``X = U S Vᵀ``: ``coef(alpha) = V diag(s / (s² + alpha)) Uᵀ (y - mean(y))``,
+    the same solution as :func:`fit_ridge`.
+
+    Shapes:
+        x [K, D], y [K, P], x_eval [K', D] -> [len(alphas), K', P]
+    """
+    mean, scale = _standardise(x)
+    u, s, vt = np.linalg.svd((x - mean) / scale, full_matrices=False)
+    y_mean = y.mean(axis=0)
+    uty = u.T @ (y - y_mean)  # [r, P]
+    shrink = s[None, :] / (s[None, :] ** 2 + np.asarray(alphas, dtype=np.float64)[:, None])  # [A, r]
+    coef = np.einsum("dr,ar,rp->adp", vt.T, shrink, uty)  # [A, D, P]
+    return ((x_eval - mean) / scale) @ coef + y_mean
+
+
+def _cv_errors(x: np.ndarray, y: np.ndarray, alphas: Sequence[float], folds: list[np.ndarray]) -> np.ndarray:
+    """[A] cross-validated squared error per alpha, each output weighted by 1 / its variance."""
+    sse = np.zeros((len(alphas), y.shape[1]))
     for fold in folds:
         rest = np.setdiff1d(np.arange(len(x)), fold)
-        a = alpha if alpha is not None else select_alpha(x[rest], y[rest], alphas=alphas, n_folds=n_folds, rng=rng)
-        pred[fold] = fit_ridge(x[rest], y[rest], a).predict(x[fold])
-    return pred
+        sse += ((_ridge_path(x[rest], y[rest], x[fold], alphas) - y[fold]) ** 2).sum(axis=1)
+    return (sse / np.maximum(y.var(axis=0), 1e-12)).sum(axis=1)
 
 
 def select_alpha(x: np.ndarray, y: np.ndarray, *, alphas: Sequence[float] = DEFAULT_ALPHAS, n_folds: int = 5,
@@ -250,11 +271,19 @@ def select_alpha(x: np.ndarray, y: np.ndarray, *, alphas: Sequence[float] = DEFA
     rng = rng if rng is not None else np.random.default_rng(0)
     if len(x) < 3:
         return float(max(alphas))  # too few tasks to cross-validate: shrink the most
-    folds = _folds(len(x), n_folds, rng)
-    var = np.maximum(y.var(axis=0), 1e-12)
-    errors = [(((y - _out_of_fold(x, y, folds, a, alphas, n_folds, rng)) ** 2).mean(axis=0) / var).sum()
-              for a in alphas]
+    errors = _cv_errors(x, y, alphas, _folds(len(x), n_folds, rng))
     return float(alphas[int(np.argmin(errors))])
+
+
+def _nested_out_of_fold(x: np.ndarray, y: np.ndarray, folds: list[np.ndarray], alphas: Sequence[float],
+                        n_folds: int, rng: np.random.Generator) -> np.ndarray:
+    """Predictions of each fold by a probe fit on the other folds, its alpha chosen there too."""
+    pred = np.zeros_like(y)
+    for fold in folds:
+        rest = np.setdiff1d(np.arange(len(x)), fold)
+        alpha = select_alpha(x[rest], y[rest], alphas=alphas, n_folds=n_folds, rng=rng)
+        pred[fold] = fit_ridge(x[rest], y[rest], alpha).predict(x[fold])
+    return pred
 
 
 @dataclass
@@ -327,7 +356,7 @@ def ridge_probe(
     pred_cv, r2_cv = None, nan
     if len(x_train) >= 4:
         folds = _folds(len(x_train), n_folds, rng)
-        pred_cv = _out_of_fold(x_train, y_train, folds, None, alphas, n_folds, rng)
+        pred_cv = _nested_out_of_fold(x_train, y_train, folds, alphas, n_folds, rng)
         r2_cv = r2_per_output(y_train, pred_cv)
     pred_test, r2_test = None, nan
     if x_test is not None and y_test is not None and len(x_test) > 0:
