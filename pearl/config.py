@@ -168,6 +168,10 @@ class ExperimentConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     seed: int = _field(0, "seeds every random number generator", check="nonneg")
     device: str = _field("cpu", "torch device: 'cpu', 'cuda', 'cuda:N' or 'auto'")
+    num_threads: int = _field(
+        0, "torch CPU threads; 0 = torch's default (one per core). 1 is often fastest for small networks "
+        "and on a busy machine", check="nonneg",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

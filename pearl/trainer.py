@@ -78,6 +78,8 @@ class Trainer:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
+        if cfg.num_threads > 0:
+            torch.set_num_threads(cfg.num_threads)
         self.rng = np.random.default_rng(cfg.seed)
 
         self.tasks = envs.make_task_distribution(

@@ -20,6 +20,7 @@ TINY = {
               "num_extra_rl_steps_posterior": 20, "num_train_steps_per_itr": 5, "replay_buffer_size": 1000},
     "eval": {"every": 1, "num_episodes": 2, "num_exp_traj_eval": 1, "n_train_tasks": 2},
     "tracking": {"progress": False, "checkpoint_every": 1},
+    "num_threads": 1,
 }
 
 
