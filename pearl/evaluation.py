@@ -41,9 +41,12 @@ class MetaTestResult:
 
     @property
     def return_adapted(self) -> float:
-        """Mean return of the episodes after adaptation (z from q(z|c)): the headline number."""
-        adapted = self.returns[:, self.num_exp_traj_eval :]
-        return float(adapted.mean()) if adapted.size else float("nan")
+        """Return of the last episode, after adapting on all earlier ones, averaged over tasks: the
+        headline number (the paper's code reports the same, its "final" return). NaN when every
+        episode was exploration."""
+        if self.returns.shape[1] <= self.num_exp_traj_eval:
+            return float("nan")
+        return float(self.returns[:, -1].mean())
 
     @property
     def curve(self) -> np.ndarray:
@@ -55,10 +58,9 @@ class MetaTestResult:
         out = {f"{prefix}/return_prior": self.return_prior, f"{prefix}/return_adapted": self.return_adapted}
         out.update({f"{prefix}/return_episode_{e}": float(r) for e, r in enumerate(self.curve)})
         if self.successes is not None:
-            adapted = self.successes[:, self.num_exp_traj_eval :]
             out[f"{prefix}/success_prior"] = float(self.successes[:, : self.num_exp_traj_eval].mean())
-            if adapted.size:
-                out[f"{prefix}/success_adapted"] = float(adapted.mean())
+            if self.successes.shape[1] > self.num_exp_traj_eval:
+                out[f"{prefix}/success_adapted"] = float(self.successes[:, -1].mean())
         return out
 
     def table(self) -> str:
