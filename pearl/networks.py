@@ -22,7 +22,10 @@ LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 # ``h Wᵀ + b``, but the matmuls become [300 x 300] @ [300 x 4096] instead of [4096 x 300] @ [300 x 300]:
 # CPU BLAS (MKL) runs the forward, input-gradient and weight-gradient products of this shape about
 # 1.5x faster on the paper's sizes, and GPUs do not mind. Only the narrow inputs (obs, action, z)
-# and outputs (Q, V, policy head) are transposed, as views.
+# and outputs (Q, V, policy head) are transposed, as views. Small batches (acting in a few envs)
+# stay row-major, where MKL's small-matrix kernels are the faster ones.
+
+FEATURE_MAJOR_MIN_ROWS = 128
 #
 # Under bf16 autocast the hidden layers run in bfloat16 but the output layer stays float32, so Q
 # and V values (hundreds, with reward_scale 100) and the policy head keep full precision.
@@ -56,18 +59,34 @@ class MLP(nn.Sequential):
 
     def forward(self, x: torch.Tensor, *, detach_params: bool = False) -> torch.Tensor:
         lead = x.shape[:-1]
-        h = x.reshape(-1, x.shape[-1]).t()  # [in, rows]
+        h = x.reshape(-1, x.shape[-1])  # [rows, in]
+        feature_major = h.shape[0] >= FEATURE_MAJOR_MIN_ROWS
+        if feature_major:
+            h = h.t()  # [in, rows]
         last = len(self._linears) - 1
         for i, layer in enumerate(self._linears):
             weight, bias = layer.weight, layer.bias
             if detach_params:
                 weight, bias = weight.detach(), bias.detach()
-            if i < last:
-                h = torch.addmm(bias.unsqueeze(1), weight, h).relu_()  # [out, rows]; in place: addmm keeps no output
-            else:
-                with _output_precision(h):
-                    h = torch.addmm(bias.unsqueeze(1), weight, h.float())
-        return h.t().contiguous().reshape(*lead, h.shape[0])  # row-major again (a small copy)
+            h = _dense(h, weight, bias, feature_major=feature_major, output=i == last)
+        if feature_major:
+            h = h.t().contiguous()  # row-major again (a small copy)
+        return h.reshape(*lead, h.shape[-1])
+
+
+def _dense(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, *, feature_major: bool,
+           output: bool) -> torch.Tensor:
+    """One layer: ``relu(W h + b)`` (hidden) or ``W h + b`` (output; float32 under autocast).
+
+    Shapes:
+        h [in, rows] (feature_major) or [rows, in] -> [out, rows] or [rows, out]
+    """
+    if output:
+        with _output_precision(h):
+            h = h.float()
+            return torch.addmm(bias.unsqueeze(1), weight, h) if feature_major else F.linear(h, weight, bias)
+    # relu in place: neither addmm nor linear keeps its output for the backward
+    return (torch.addmm(bias.unsqueeze(1), weight, h) if feature_major else F.linear(h, weight, bias)).relu_()
 
 
 def mlp(in_dim: int, hidden_sizes: list[int], out_dim: int) -> MLP:
