@@ -84,10 +84,11 @@ class LatentReport:
         lines = [f"{len(t)} tasks ({n_train} train, {n_test} test) of {self.env}, "
                  f"up to {int(s['n_context'])} context transitions each (from {self.source})"]
         if self.probe is not None:
-            scores = [f"{_r2(s['probe_r2_cv'])} on held-out {'train' if n_train else 'test'} tasks "
-                      f"({self.probe.n_folds}-fold CV)"]
+            scores = [f"{_r2(s['probe_r2_cv'])}{self._per_param(self.probe.r2_cv_per_param)} on held-out "
+                      f"{'train' if n_train else 'test'} tasks ({self.probe.n_folds}-fold CV)"]
             if n_train and n_test:
-                scores.append(f"{_r2(s['probe_r2_test'])} on test tasks (probe fit on train tasks)")
+                scores.append(f"{_r2(s['probe_r2_test'])}{self._per_param(self.probe.r2_test_per_param)} on test "
+                              "tasks (probe fit on train tasks)")
             lines.append(f"probe R² (ridge, posterior mean -> {params}): {', '.join(scores)}")
         lines.append(f"active latent dims: {int(s['active_dims'])} of {t.latent_dim} "
                      f"(posterior-mean variance across tasks > 0.01); mean KL to prior {s['kl_to_prior']:.2f} nats")
@@ -98,6 +99,12 @@ class LatentReport:
             steps = ", ".join(f"{int(n)}: {v:.2f}" for n, v in zip(self.contraction.n_context, r2))
             lines.append(f"probe R² on held-out tasks by context transitions seen: {steps}")
         return "\n".join(lines)
+
+    def _per_param(self, r2: np.ndarray) -> str:
+        """`` (goal_x 0.91, goal_y 0.95)`` for a task with several parameters, else nothing."""
+        if len(r2) < 2 or not np.isfinite(r2).any():
+            return ""
+        return " (" + ", ".join(f"{n} {v:.2f}" for n, v in zip(self.table.param_names, r2)) + ")"
 
     def figures(self, *, title: str, projection: str = "pca", seed: int = 0) -> dict[str, Figure]:
         """``{file name: figure}``: projection, contraction and (with a probe) probe plots."""
