@@ -233,7 +233,7 @@ class SACLearner(nn.Module):
             loss_kl=loss_kl.detach(),
             kl=kl.detach().mean(),
             q_mean=q_mean,
-            posterior_std=posterior.stddev.detach().mean() if _has_stddev(posterior) else torch.zeros(()),
+            posterior_std=posterior.stddev.detach().mean() if _has_stddev(posterior) else z.new_zeros(()),
         )
         return out
 
