@@ -31,8 +31,9 @@ def test_trained_point_robot_encodes_the_goal(tmp_path) -> None:
     assert untrained["probe_r2_test"] < 0.3 and untrained["probe_r2_cv"] < 0.3
     assert summary["probe_r2_test"] >= 0.8, report.summary_text()
     assert summary["probe_r2_cv"] >= 0.8, report.summary_text()
+    # the config's encoder need not be a product of Gaussians, so narrowing is not automatic
     std = report.contraction.mean_std
-    assert np.all(np.diff(std) <= 1e-6) and std[-1] < 0.5 * std[0], std
+    assert std[-1] < 0.5 * std[0] and np.all(std[1:] <= 1.05 * std[:-1]), std
     # the narrowing is informative: more context, a better read-out of the goal
     r2 = report.contraction.probe_r2
     assert r2[-1] > r2[0] + 0.2, r2
