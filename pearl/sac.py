@@ -16,6 +16,14 @@ entropy: ``q_target = reward_scale · r + (1 - d) γ (min_i Q_targ_i(s', a') - �
 
 Here z̄ is z detached. The KL is summed over the tasks of the meta-batch, as in the paper's code.
 Time-limit truncation never enters ``d``: only true terminations stop the bootstrap.
+
+How it runs fast without changing any of the above (``tests/unit/test_fast_path.py`` checks losses,
+gradients and parameters against a plain reference; figures in ``benchmarks/README.md``): the
+networks keep activations feature-major (``pearl/networks.py``), the twin Q is one batched network,
+Q in the actor's loss is evaluated with detached parameters (no Q weight gradients are computed
+only to be discarded), Adam is torch's fused kernel, and V's loss is backpropagated after the
+policy's so their activations are not alive together. ``autocast_bf16`` runs the hidden layers in
+bfloat16 and ``compile`` compiles the three losses; both are off by default.
 """
 
 from __future__ import annotations
