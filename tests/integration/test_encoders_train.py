@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import encoders
 from pearl.config import config_from_dict
 from pearl.trainer import Trainer
 from tests.conftest import EXPERIMENTS
+from tests.helpers import pip_install_encoder_package
 from tests.integration.test_cli import _runs, run
 
 
@@ -64,24 +63,7 @@ class SumPoolEncoder(ContextEncoder):
 
 
 def test_installed_entry_point_trains_by_name(tmp_path: Path, tiny_config_dict: dict) -> None:
-    source = tmp_path / "src"
-    (source / "sumpool_pkg").mkdir(parents=True)
-    (source / "sumpool_pkg" / "__init__.py").write_text(textwrap.dedent(THROWAWAY))
-    (source / "pyproject.toml").write_text(textwrap.dedent("""
-        [build-system]
-        requires = ["setuptools>=61"]
-        build-backend = "setuptools.build_meta"
-        [project]
-        name = "sumpool-pkg"
-        version = "0.1"
-        [project.entry-points."pearl.encoders"]
-        sum-pool = "sumpool_pkg:SumPoolEncoder"
-        [tool.setuptools]
-        packages = ["sumpool_pkg"]
-    """))
-    site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(site), str(source)], check=True, capture_output=True)
+    site = pip_install_encoder_package(tmp_path, "sumpool_pkg", THROWAWAY, {"sum-pool": "SumPoolEncoder"})
     tiny_config_dict["encoder"] = {"name": "sum-pool", "latent_dim": 3, "kwargs": {"width": 8}}
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(tiny_config_dict))

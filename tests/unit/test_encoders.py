@@ -31,6 +31,7 @@ from encoders import (
     resolve_encoder_class,
 )
 from encoders import registry as registry_module
+from tests.helpers import pip_install_encoder_package
 
 CONTEXT_DIM, LATENT_DIM = 6, 3
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -471,38 +472,8 @@ def test_entry_point_clashing_with_a_builtin_is_an_error(tmp_path: Path, monkeyp
 
 def test_pip_installed_distribution_is_found_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The real thing: build and install a throwaway distribution (into a target dir, not the venv)."""
-    import subprocess
-
     package = "pearl_throwaway_pip"
-    source = tmp_path / "src"
-    (source / package).mkdir(parents=True)
-    (source / package / "__init__.py").write_text(textwrap.dedent(THROWAWAY_SOURCE))
-    (source / "pyproject.toml").write_text(
-        textwrap.dedent(
-            f"""
-            [build-system]
-            requires = ["setuptools>=61"]
-            build-backend = "setuptools.build_meta"
-
-            [project]
-            name = "{package}"
-            version = "0.1"
-
-            [project.entry-points."pearl.encoders"]
-            throwaway-pip = "{package}:ThrowawayEncoder"
-
-            [tool.setuptools]
-            packages = ["{package}"]
-            """
-        )
-    )
-    target = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "--target", str(target), str(source)],
-        check=True,
-        capture_output=True,
-    )
+    target = pip_install_encoder_package(tmp_path, package, THROWAWAY_SOURCE, {"throwaway-pip": "ThrowawayEncoder"})
     monkeypatch.syspath_prepend(str(target))
     monkeypatch.delitem(sys.modules, package, raising=False)
     encoder = build_encoder("throwaway-pip", context_dim=CONTEXT_DIM, latent_dim=LATENT_DIM)
