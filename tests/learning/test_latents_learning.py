@@ -27,6 +27,9 @@ def test_trained_point_robot_encodes_the_goal(tmp_path) -> None:
     report.save(tmp_path, title=f"point_robot_fast · {cfg.env.name} · iteration {trainer.iteration}")
     print(report.summary_text())  # shown with -s: the numbers behind the assertions
     print(f"untrained: probe R² cv {untrained['probe_r2_cv']:.3f}, test {untrained['probe_r2_test']:.3f}")
+    # diagnosis only: the contexts the encoder was trained on, against the ones it gathers itself above
+    buffer = latents.embed_trainer(trainer, splits=("train",), source="buffer").summary()
+    print(f"context buffer of the train tasks: probe R² cv {buffer['probe_r2_cv']:.3f}")
 
     assert untrained["probe_r2_test"] < 0.3 and untrained["probe_r2_cv"] < 0.3
     assert summary["probe_r2_test"] >= 0.8, report.summary_text()
