@@ -283,6 +283,7 @@ def test_bf16_autocast_stays_close_and_float32(variant: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")  # dynamo and inductor internals warn
 def test_compiled_update_runs_and_matches_losses_statistically() -> None:
     """``compile: true`` trains the same networks; its random draws differ, so compare loosely."""
     eager, compiled = make_learner("pearl"), make_learner("pearl", compile=True)
