@@ -20,13 +20,7 @@ def learning_curve(
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     ax.plot(steps, adapted, marker="o", ms=3, label="adapted (z ~ q(z|c))")
     ax.plot(steps, prior, marker="s", ms=3, ls="--", label="exploration (z ~ prior)")
-    ax.set_xlabel("environment steps (training collection)")
-    ax.set_ylabel("mean return on test tasks")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "environment steps (training collection)", "mean return on test tasks", title)
 
 
 def adaptation_curve(returns: np.ndarray, num_exp_traj_eval: int, *, title: str) -> Figure:
@@ -42,8 +36,13 @@ def adaptation_curve(returns: np.ndarray, num_exp_traj_eval: int, *, title: str)
     ax.errorbar(episodes, mean, yerr=std, marker="o", capsize=3, label="mean ± std over tasks")
     ax.set_xticks(episodes)
     ax.set_xlim(-0.5, returns.shape[1] - 0.5)
-    ax.set_xlabel("episode index within the task")
-    ax.set_ylabel("return")
+    return _finish(fig, ax, "episode index within the task", "return", title)
+
+
+def _finish(fig: Figure, ax: plt.Axes, xlabel: str, ylabel: str, title: str) -> Figure:
+    """Labels, title, grid and legend shared by every figure here."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
