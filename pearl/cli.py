@@ -205,6 +205,29 @@ def _progress(cfg: Any, start: int) -> Any:
                 dynamic_ncols=True)
 
 
+def evaluation_history(tracker: Any) -> dict[str, list[float]] | None:
+    """The run's test returns at every evaluation, read back from the tracking store.
+
+    An iteration logged twice (sent, then the process died before its checkpoint, then redone on
+    resume) counts once, with its latest value. None when the store cannot be read or holds none.
+
+    Returns:
+        ``{"steps": [...], "adapted": [...], "prior": [...]}``, in env-step order.
+    """
+    latest: dict[str, dict[int, float]] = {}
+    try:
+        for name in ("adapted", "prior"):
+            found = tracker.client.get_metric_history(tracker.run_id, f"eval/test/return_{name}")
+            latest[name] = {m.step: m.value for m in sorted(found, key=lambda m: (m.step, m.timestamp))}
+    except Exception:  # noqa: BLE001 - any store failure: the caller keeps its in-memory history
+        return None
+    steps = sorted(set(latest["adapted"]) & set(latest["prior"]))
+    if not steps:
+        return None
+    return {"steps": steps, "adapted": [latest["adapted"][s] for s in steps],
+            "prior": [latest["prior"][s] for s in steps]}
+
+
 def _log_final_outputs(trainer: Any, tracker: Any, history: dict[str, list[float]]) -> None:
     """Plots, the final adaptation curve, and the model weights (no buffers) as artifacts."""
     import matplotlib.pyplot as plt
@@ -214,6 +237,7 @@ def _log_final_outputs(trainer: Any, tracker: Any, history: dict[str, list[float
     from pearl import plots
 
     title = f"{trainer.cfg.env.name} / {trainer.cfg.encoder.name} (run {tracker.run_id[:8]})"
+    history = evaluation_history(tracker) or history  # a resumed run: its iterations before the resume too
     if history["steps"]:
         fig = plots.learning_curve(history["steps"], history["adapted"], history["prior"], title=title)
         tracker.log_figure(fig, "plots/learning_curve.png")

@@ -177,6 +177,14 @@ def test_sigkill_after_first_checkpoint_then_resume_matches_uninterrupted_run(
     run = only_run(uri)
     assert run.info.status == "FINISHED"
     assert_same_metrics(metrics_of(uri, run.info.run_id), reference["metrics"])
+    # the learning-curve plot of the resumed run is drawn from every evaluation, before the kill too
+    from pearl.cli import evaluation_history
+    from pearl.tracking import Tracker
+
+    history = evaluation_history(Tracker(uri, run_id=run.info.run_id))
+    want = sorted(step for key, step in reference["metrics"] if key == "eval/test/return_adapted")
+    assert history is not None and history["steps"] == want and len(want) >= 2
+    assert history["adapted"] == [reference["metrics"][("eval/test/return_adapted", s)] for s in want]
 
 
 def test_sigterm_writes_checkpoint_exits_130_marks_killed_and_resumes(

@@ -48,7 +48,7 @@ def test_point_robot_fast_adapts_to_test_goals(seed: int) -> None:
     trainer.train()
 
     tasks = trainer.test_tasks
-    result = trainer.evaluate(tasks, num_episodes=4)
+    result = trainer.evaluate(tasks)  # the config's meta-test: eval.num_episodes episodes
     low, high = random_return(trainer, tasks), oracle_return(trainer, tasks)
     score = (result.return_adapted - low) / (high - low)
     print(f"seed {seed}: adapted {result.return_adapted:.2f}, prior {result.return_prior:.2f}, "
