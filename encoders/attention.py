@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from encoders.base import ContextEncoder
-from encoders.gaussian import DEFAULT_MIN_VAR, diagonal_gaussian, variance_from_raw
+from encoders.gaussian import DEFAULT_MIN_VAR, diagonal_gaussian, product_of_gaussians, variance_from_raw
 from encoders.nets import build_mlp, check_min_var
 from encoders.registry import register_encoder
 
@@ -46,9 +46,16 @@ class AttentionEncoder(ContextEncoder):
     """Set encoder: per-transition embedding, self-attention, pooling by a learned query, Gaussian head.
 
     Following the Set Transformer (Lee et al. 2019): ``x_i = MLP(c_i)``; ``n_blocks`` self-attention
-    blocks without positional encoding; pooling by multi-head attention with one learned seed
-    query (PMA); a head maps the pooled vector to mu and ``var = softplus(.) + min_var``. The
-    posterior is invariant to the order of the context.
+    blocks without positional encoding, then one of two poolings:
+
+    - ``"query"``: multi-head attention with one learned seed query (PMA); a head maps the pooled
+      vector to mu and ``var = softplus(.) + min_var``. The posterior's width does not depend on how
+      many transitions it saw (the pooled vector is a weighted mean).
+    - ``"product"``: the head maps every attended transition h_i to a Gaussian factor
+      N(mu_i, var_i), and the posterior is their product, as in PEARL's encoder: each factor is
+      computed with the whole set in view, and the posterior narrows as context accumulates.
+
+    Either way the posterior is invariant to the order of the context.
 
     Args:
         context_dim: size of one context transition.
@@ -58,6 +65,7 @@ class AttentionEncoder(ContextEncoder):
         n_blocks: self-attention blocks before pooling.
         embedding_sizes: hidden widths of the per-transition embedding MLP.
         head_sizes: hidden widths of the head MLP.
+        pooling: ``"query"`` (attention pooling) or ``"product"`` (product of per-transition factors).
         min_var: floor added to the variance.
 
     Shapes:
@@ -74,22 +82,30 @@ class AttentionEncoder(ContextEncoder):
         n_blocks: int = 1,
         embedding_sizes: Sequence[int] = (128,),
         head_sizes: Sequence[int] = (128,),
+        pooling: str = "query",
         min_var: float = DEFAULT_MIN_VAR,
     ) -> None:
         super().__init__(context_dim=context_dim, latent_dim=latent_dim)
         if embed_dim % n_heads != 0:
             raise ValueError(f"embed_dim ({embed_dim}) must be divisible by n_heads ({n_heads})")
+        if pooling not in ("query", "product"):
+            raise ValueError(f"pooling must be 'query' or 'product', got {pooling!r}")
         self.min_var = check_min_var(min_var)
+        self.pooling = pooling
         self.embed = build_mlp(context_dim, embedding_sizes, embed_dim)
         self.blocks = nn.Sequential(*[_SelfAttentionBlock(embed_dim, n_heads) for _ in range(n_blocks)])
-        self.seed = nn.Parameter(torch.randn(1, 1, embed_dim) / embed_dim**0.5)
-        self.pool = nn.MultiheadAttention(embed_dim, n_heads, batch_first=True)
-        self.norm_pool = nn.LayerNorm(embed_dim)
+        if pooling == "query":
+            self.seed = nn.Parameter(torch.randn(1, 1, embed_dim) / embed_dim**0.5)
+            self.pool = nn.MultiheadAttention(embed_dim, n_heads, batch_first=True)
+            self.norm_pool = nn.LayerNorm(embed_dim)
         self.head = build_mlp(embed_dim, head_sizes, 2 * latent_dim)
 
     def forward(self, context: Tensor) -> Distribution:
         self.validate_context(context)
         h = self.blocks(self.embed(context))  # [T, N, E]
+        if self.pooling == "product":
+            mu, raw_var = self.head(h).split(self.latent_dim, dim=-1)  # [T, N, L] each
+            return diagonal_gaussian(*product_of_gaussians(mu, variance_from_raw(raw_var, min_var=self.min_var)))
         query = self.seed.expand(h.shape[0], -1, -1)  # [T, 1, E]
         pooled, _ = self.pool(query, h, h, need_weights=False)  # [T, 1, E]
         pooled = self.norm_pool(pooled.squeeze(1))  # [T, E]

@@ -266,6 +266,25 @@ def test_attention_encoder_is_permutation_invariant_but_content_sensitive() -> N
     assert not torch.allclose(encoder(context[:, :4]).mean, encoder(context).mean, atol=1e-4)
 
 
+def test_attention_product_pooling_passes_the_checker_and_narrows_as_one_over_n() -> None:
+    torch.manual_seed(0)
+    kwargs = {**SMALL_KWARGS["attention"], "pooling": "product"}
+    encoder = encoders.AttentionEncoder(context_dim=CONTEXT_DIM, latent_dim=LATENT_DIM, **kwargs)
+    encoder.eval()
+    report = check_encoder(encoders.AttentionEncoder, context_dim=CONTEXT_DIM, latent_dim=LATENT_DIM, kwargs=kwargs)
+    assert report.passed, str(report)
+    # n copies of one transition attend to identical values, so they give n identical factors: the
+    # product keeps the factor's mean and divides its variance by n
+    one = torch.randn(2, 1, CONTEXT_DIM)
+    single = encoder(one)
+    for n in (2, 7):
+        posterior = encoder(one.expand(-1, n, -1))
+        torch.testing.assert_close(posterior.mean, single.mean, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(posterior.variance, single.variance / n, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="pooling"):
+        encoders.AttentionEncoder(context_dim=CONTEXT_DIM, latent_dim=LATENT_DIM, pooling="max")
+
+
 def test_empty_or_misshaped_context_is_a_clear_error() -> None:
     encoder = MLPEncoder(context_dim=CONTEXT_DIM, latent_dim=LATENT_DIM, hidden_sizes=[8])
     with pytest.raises(ValueError, match=r"empty.*prior"):
