@@ -41,7 +41,7 @@ def random_return(trainer: Trainer, tasks: np.ndarray, episodes: int = 5) -> flo
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_point_robot_fast_adapts_to_test_goals(seed: int) -> None:
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # the small networks gain nothing from a second thread; results reproduce
     cfg = load_config(EXPERIMENTS / "point_robot_fast.yaml", [f"seed={seed}", "tracking.progress=false"])
     cfg.eval.every = cfg.train.num_iterations  # evaluate once, at the end
     trainer = Trainer(cfg)
