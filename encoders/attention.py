@@ -1,4 +1,4 @@
-"""A permutation-invariant set encoder: self-attention over transitions, then attention pooling.
+"""A permutation-invariant set encoder: self-attention over transitions, then attention or product pooling.
 
 Shapes:
     T: tasks, N: transitions per task, C: context_dim, L: latent_dim, E: embed_dim.
@@ -43,7 +43,7 @@ class _SelfAttentionBlock(nn.Module):
 
 @register_encoder("attention")
 class AttentionEncoder(ContextEncoder):
-    """Set encoder: per-transition embedding, self-attention, pooling by a learned query, Gaussian head.
+    """Set encoder: per-transition embedding, self-attention, then learned-query or product pooling.
 
     Following the Set Transformer (Lee et al. 2019): ``x_i = MLP(c_i)``; ``n_blocks`` self-attention
     blocks without positional encoding, then one of two poolings:
