@@ -206,20 +206,18 @@ def _progress(cfg: Any, start: int) -> Any:
 
 
 def evaluation_history(tracker: Any) -> dict[str, list[float]] | None:
-    """The run's test returns at every evaluation, read back from the tracking store.
-
-    An iteration logged twice (sent, then the process died before its checkpoint, then redone on
-    resume) counts once, with its latest value. None when the store cannot be read or holds none.
+    """The run's test returns at every evaluation, read back from the tracking store
+    (:meth:`Tracker.metric_history`: an iteration redone on resume counts once). None when the
+    store cannot be read or holds none.
 
     Returns:
         ``{"steps": [...], "adapted": [...], "prior": [...]}``, in env-step order.
     """
-    latest: dict[str, dict[int, float]] = {}
+    from pearl.tracking import TrackingError
+
     try:
-        for name in ("adapted", "prior"):
-            found = tracker.client.get_metric_history(tracker.run_id, f"eval/test/return_{name}")
-            latest[name] = {m.step: m.value for m in sorted(found, key=lambda m: (m.step, m.timestamp))}
-    except Exception:  # noqa: BLE001 - any store failure: the caller keeps its in-memory history
+        latest = {name: dict(tracker.metric_history(f"eval/test/return_{name}")) for name in ("adapted", "prior")}
+    except TrackingError:  # the caller keeps its in-memory history
         return None
     steps = sorted(set(latest["adapted"]) & set(latest["prior"]))
     if not steps:

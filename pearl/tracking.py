@@ -220,6 +220,18 @@ class Tracker:
                                     f"({short_reason(err)})") from None
 
     def metric_history(self, key: str) -> list[tuple[int, float]]:
-        """(step, value) pairs of one metric, in step order."""
-        hist = self.client.get_metric_history(self.run_id, key)
-        return sorted((m.step, m.value) for m in hist)
+        """(step, value) pairs of one metric, in step order, one per step.
+
+        A step logged twice (sent, then the process died before its checkpoint, then redone on
+        resume) counts once, with its latest value.
+
+        Raises:
+            TrackingError: the store could not be read.
+        """
+        try:
+            hist = self.client.get_metric_history(self.run_id, key)
+        except Exception as err:  # noqa: BLE001 - any store failure is reported the same way
+            raise TrackingError(f"cannot read metric {key} of run {self.run_id} from {self.tracking_uri} "
+                                f"({short_reason(err)})") from None
+        latest = {m.step: m.value for m in sorted(hist, key=lambda m: (m.step, m.timestamp))}
+        return sorted(latest.items())
