@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 import envs
 from pearl.config import load_config
@@ -41,7 +40,6 @@ def random_return(trainer: Trainer, tasks: np.ndarray, episodes: int = 5) -> flo
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_point_robot_fast_adapts_to_test_goals(seed: int) -> None:
-    torch.set_num_threads(1)  # the small networks gain nothing from a second thread; results reproduce
     cfg = load_config(EXPERIMENTS / "point_robot_fast.yaml", [f"seed={seed}", "tracking.progress=false"])
     cfg.eval.every = cfg.train.num_iterations  # evaluate once, at the end
     trainer = Trainer(cfg)
