@@ -29,7 +29,7 @@ bfloat16 and ``compile`` compiles the three losses; both are off by default.
 from __future__ import annotations
 
 import copy
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
@@ -166,8 +166,12 @@ class SACLearner(nn.Module):
             self.optimizers["alpha"] = _adam([self.log_alpha], cfg.alpha_lr)
         self._critic_loss_fn, self._actor_loss_fn, self._value_loss_fn = (
             self._critic_loss, self._actor_loss, self._value_loss)
+        # CUDA graphs (compile mode 'reduce-overhead') replay into static memory that the next replay
+        # overwrites, so outputs that outlive a call are cloned and each update starts a new step
+        self._cudagraphs = cfg.compile and cfg.compile_mode == "reduce-overhead"
         if cfg.compile:
-            compiled = lambda fn: torch.compile(fn, mode=cfg.compile_mode, dynamic=False)  # noqa: E731
+            compiled = lambda fn: _cloning_outputs(  # noqa: E731
+                torch.compile(fn, mode=cfg.compile_mode, dynamic=False), enabled=self._cudagraphs)
             self._critic_loss_fn = compiled(self._critic_loss)
             self._actor_loss_fn = compiled(self._actor_loss)
             self._value_loss_fn = compiled(self._value_loss)
@@ -198,6 +202,8 @@ class SACLearner(nn.Module):
             batch fields [T, B, dim]; context [T, N, C].
         """
         cfg = self.cfg
+        if self._cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
         T, B, _ = batch.observations.shape
         flat = lambda x: x.reshape(T * B, -1)  # noqa: E731  [T, B, d] -> [T*B, d]
         obs = flat(batch.observations)
@@ -313,6 +319,23 @@ class SACLearner(nn.Module):
         with self._autocast(obs):
             v_pred = self.vf(torch.cat([obs, z_bar], -1))
         return ((v_pred - v_target) ** 2).mean()
+
+
+def _cloning_outputs(fn: Callable[..., Any], *, enabled: bool) -> Callable[..., Any]:
+    """``fn`` whose tensor outputs (alone, in a tuple or in a dict) are cloned when ``enabled``."""
+    if not enabled:
+        return fn
+
+    def clone(out: Any) -> Any:
+        if isinstance(out, torch.Tensor):
+            return out.clone()
+        if isinstance(out, tuple):
+            return tuple(clone(x) for x in out)
+        if isinstance(out, dict):
+            return {k: clone(v) for k, v in out.items()}
+        return out
+
+    return lambda *args: clone(fn(*args))
 
 
 def _has_stddev(dist: torch.distributions.Distribution) -> bool:
