@@ -298,6 +298,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise CheckpointError(f"{path}: holds no agent to evaluate")
     cfg = config_from_dict(yaml.safe_load(state["config_yaml"]), f"{path} (saved config)")
     episodes = args.episodes or cfg.eval.num_episodes
+    cfg.eval.deterministic = args.deterministic or cfg.eval.deterministic
     if episodes < cfg.eval.num_exp_traj_eval:
         raise UsageError(f"--episodes must be at least eval.num_exp_traj_eval ({cfg.eval.num_exp_traj_eval})")
     trainer = Trainer(cfg)
@@ -315,7 +316,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                             max_path_length=trainer.max_path_length, seed=cfg.seed + 10_000,
                                             device=trainer.device)
     result = trainer.evaluate(tasks, num_episodes=episodes)
-    print(f"checkpoint {path} (iteration {state['iteration']}), {len(tasks)} {args.tasks} tasks")
+    print(f"checkpoint {path} (iteration {state['iteration']}), {len(tasks)} {args.tasks} tasks, "
+          + ("mean actions in every episode" if cfg.eval.deterministic == "all"
+             else "sampled actions before the last episode"))
     print(result.table())
     print(f"return with z from the prior: {result.return_prior:.3f}")
     print(f"adapted return:               {result.return_adapted:.3f}")
@@ -327,10 +330,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                   "(pass --tracking-uri)", file=sys.stderr)
             return EXIT_OK
         tracker = Tracker(uri, run_id=run_id)
-        tracker.log_metrics(result.metrics(f"evaluate/{args.tasks}"), step=int(state["env_steps"]))
+        prefix = f"evaluate/{args.tasks}" + ("" if cfg.eval.deterministic == "all" else "_sampled")
+        tracker.log_metrics(result.metrics(prefix), step=int(state["env_steps"]))
         tracker.flush()
-        tracker.log_text(result.table(), f"evaluate/{args.tasks}_adaptation_curve_{int(time.time())}.txt")
-        print(f"logged to run {run_id} as evaluate/{args.tasks}/*")
+        tracker.log_text(result.table(), f"{prefix}_adaptation_curve_{int(time.time())}.txt")
+        print(f"logged to run {run_id} as {prefix}/*")
     return EXIT_OK
 
 
@@ -452,6 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="MLflow run id, checkpoint folder or checkpoint file")
     p.add_argument("--tasks", choices=("test", "train"), default="test", help="which tasks (default: test)")
     p.add_argument("--episodes", type=int, help="episodes per task (default: the config's eval.num_episodes)")
+    p.add_argument("--deterministic", choices=("all", "last"),
+                   help="episodes acting with the mean action: all (the paper's protocol) or only the last "
+                        "(default: the config's eval.deterministic)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     p.set_defaults(func=cmd_evaluate)
 

@@ -132,6 +132,11 @@ class EvalConfig:
     every: int = _field(1, "evaluate every this many iterations (and always after the last)", check="positive")
     num_episodes: int = _field(3, "episodes per task, exploration included", check="positive")
     num_exp_traj_eval: int = _field(1, "leading episodes with z from the prior (posterior sampling)", check="positive")
+    deterministic: str = _field(
+        "all", "which meta-test episodes act with the policy's mean action: 'all' (the paper's protocol) or "
+        "'last' (earlier episodes sample actions, as meta-training collects the contexts the encoder learns "
+        "from; only the last, reported adapted episode is deterministic)", choices=("all", "last"),
+    )
     n_test_tasks: int | None = _field(None, "test tasks evaluated; null = all", check="positive")
     n_train_tasks: int = _field(5, "training tasks evaluated too (0 = none)", check="nonneg")
     latent_every: int = _field(

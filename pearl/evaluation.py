@@ -1,6 +1,7 @@
 """Meta-test protocol (posterior sampling exploration, then adaptation) and its summary.
 
-For each task, starting from an empty context: episode ``e`` runs a deterministic policy with
+For each task, starting from an empty context: episode ``e`` runs a deterministic policy (by
+default; ``deterministic="last"`` samples actions in all but the last episode) with
 z drawn from the prior for the first ``num_exp_traj_eval`` episodes, and from q(z|c) of all
 context collected so far afterwards, re-inferred after every episode.
 
@@ -83,8 +84,12 @@ def meta_test(
     use_next_obs: bool,
     sparse_rewards: bool,
     has_success: bool,
+    deterministic: str = "all",
 ) -> MetaTestResult:
     """Run the meta-test protocol on ``tasks`` (all at once, one env slot each).
+
+    ``deterministic``: ``"all"`` episodes act with the policy's mean action (the paper's protocol),
+    or only the ``"last"`` one, the earlier ones sampling actions from the policy.
 
     Returns are summed over the reward the context sees: the sparse reward on sparse tasks (as the
     paper reports them), the env reward otherwise.
@@ -101,7 +106,8 @@ def meta_test(
             z = agent.prior(K).sample()
         else:
             z = _posterior_samples(agent, [torch.cat(c) for c in contexts])
-        ro = collector.rollout(agent, tasks, collector.max_path_length, lambda _mask: z, deterministic=True)
+        mean_action = deterministic == "all" or e == num_episodes - 1
+        ro = collector.rollout(agent, tasks, collector.max_path_length, lambda _mask: z, deterministic=mean_action)
         first = ro.episode_ids == 0  # [K, S]: only the first episode of each slot counts
         reward = ro.sparse_rewards if sparse_rewards else ro.rewards
         returns[:, e] = (reward[..., 0] * first).sum(axis=1)

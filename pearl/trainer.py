@@ -215,6 +215,7 @@ class Trainer:
             self.agent, self.collector, tasks, num_episodes=num_episodes or e.num_episodes,
             num_exp_traj_eval=e.num_exp_traj_eval, use_next_obs=self.cfg.encoder.use_next_obs,
             sparse_rewards=self.sparse_rewards, has_success=self.tasks.has_success,
+            deterministic=e.deterministic,
         )
 
     # ------------------------------------------------------------------------------------------

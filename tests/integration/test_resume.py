@@ -402,6 +402,18 @@ def test_evaluate_prints_adaptation_curve_and_logs_to_the_run(
     assert client.get_run(reference["run_id"]).info.status == "FINISHED"  # evaluating does not reopen the run
 
 
+def test_evaluate_with_sampled_exploration_logs_apart(reference: dict, capsys: pytest.CaptureFixture) -> None:
+    from mlflow import MlflowClient
+
+    code = pearl("evaluate", reference["run_id"], "--episodes", "3", "--deterministic", "last",
+                 "--tracking-uri", reference["uri"])[0]
+    out = capsys.readouterr().out
+    assert code == 0 and "sampled actions before the last episode" in out
+    assert f"logged to run {reference['run_id']} as evaluate/test_sampled/*" in out
+    metrics = MlflowClient(reference["uri"]).get_run(reference["run_id"]).data.metrics
+    assert "evaluate/test_sampled/return_adapted" in metrics
+
+
 # ----------------------------------------------------------------------------------------------
 # failing writes: a full disk, a tracking store that stops answering
 
@@ -465,3 +477,4 @@ def test_tracking_store_failing_mid_run_loses_no_metrics_after_resume(
     code, _ = pearl("resume", run.info.run_id, capsys=capsys)
     assert code == 0 and only_run(uri).info.status == "FINISHED"
     assert_same_metrics(metrics_of(uri, run.info.run_id), reference["metrics"])
+

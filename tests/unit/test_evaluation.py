@@ -5,8 +5,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
+from pearl.config import config_from_dict
 from pearl.evaluation import MetaTestResult
+from pearl.trainer import Trainer
 
 
 def test_summary_numbers() -> None:
@@ -26,3 +29,20 @@ def test_no_adapted_episode_is_nan() -> None:
     result = MetaTestResult(np.ones((3, 1)), None, num_exp_traj_eval=1)
     assert math.isnan(result.return_adapted)
     assert "eval/x/success_prior" not in result.metrics("eval/x")
+
+
+@pytest.mark.parametrize("mode, expected", [("all", [True] * 4), ("last", [False, False, False, True])])
+def test_which_episodes_act_deterministically(tiny_config_dict: dict, mode: str, expected: list[bool]) -> None:
+    tiny_config_dict["eval"].update(num_episodes=4, deterministic=mode)
+    trainer = Trainer(config_from_dict(tiny_config_dict))
+    seen: list[bool] = []
+    original = trainer.collector.rollout
+
+    def rollout(*args, **kwargs):
+        seen.append(kwargs["deterministic"])
+        return original(*args, **kwargs)
+
+    trainer.collector.rollout = rollout
+    result = trainer.evaluate(trainer.test_tasks)
+    assert seen == expected
+    assert result.returns.shape == (len(trainer.test_tasks), 4)
