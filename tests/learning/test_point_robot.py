@@ -37,6 +37,12 @@ def random_return(trainer: Trainer, tasks: np.ndarray, episodes: int = 5) -> flo
     return float(rollouts.rewards.sum() / (len(tasks) * episodes))
 
 
+# Independent meta-tests of every test task, averaged. Posterior sampling makes one meta-test of 20
+# tasks a noisy measure (its score varies with a standard deviation of about 0.05 for one trained
+# agent); the mean of 5 varies about half as much.
+TRIALS = 5
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_point_robot_fast_adapts_to_test_goals(seed: int) -> None:
@@ -46,10 +52,14 @@ def test_point_robot_fast_adapts_to_test_goals(seed: int) -> None:
     trainer.train()
 
     tasks = trainer.test_tasks
-    result = trainer.evaluate(tasks)  # the config's meta-test: eval.num_episodes episodes
+    # the config's meta-test (eval.num_episodes episodes), TRIALS times from an empty context
+    results = [trainer.evaluate(tasks) for _ in range(TRIALS)]
+    adapted = float(np.mean([r.return_adapted for r in results]))
+    prior = float(np.mean([r.return_prior for r in results]))
     low, high = random_return(trainer, tasks), oracle_return(trainer, tasks)
-    score = (result.return_adapted - low) / (high - low)
-    print(f"seed {seed}: adapted {result.return_adapted:.2f}, prior {result.return_prior:.2f}, "
-          f"random {low:.2f}, oracle {high:.2f}, score {score:.2f}")
+    score = (adapted - low) / (high - low)
+    trials = ", ".join(f"{(r.return_adapted - low) / (high - low):.2f}" for r in results)
+    print(f"seed {seed}: adapted {adapted:.2f}, prior {prior:.2f}, random {low:.2f}, oracle {high:.2f}, "
+          f"score {score:.2f} (trials {trials})")
     assert score >= 0.8
-    assert result.return_adapted > result.return_prior + 0.1 * (high - low)
+    assert adapted > prior + 0.1 * (high - low)
