@@ -13,6 +13,8 @@ Usage::
     python benchmarks/learning.py                                   # seed 0, target -8
     python benchmarks/learning.py --seeds 0 1 2 --target -7.5
     python benchmarks/learning.py --set algo.autocast_bf16=true     # any config override
+    python benchmarks/learning.py --config experiments/paper/point_robot.yaml --full --max-seconds 300 \
+        --set device=cuda --set algo.compile=true --set algo.compile_mode=reduce-overhead   # on a GPU
 
 Prints one JSON line per seed and a summary line (``"seed": "all"``) with the medians.
 """
@@ -45,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=1, help="evaluate every this many iterations")
     p.add_argument("--max-iterations", type=int, default=None, help="cap (default: train.num_iterations)")
     p.add_argument("--full", action="store_true", help="keep training after the target is reached")
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="stop after the first iteration that ends this many wall seconds after the start")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, as for pearl train (repeatable)")
@@ -62,17 +66,24 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
     while trainer.iteration < cfg.train.num_iterations:
         result = trainer.run_iteration()
         train_s += result.metrics["time/collect_s"] + result.metrics["time/update_s"]
+        out_of_time = args.max_seconds is not None and time.perf_counter() - start >= args.max_seconds
         if METRIC not in result.metrics:
+            if out_of_time:
+                break
             continue
         value = result.metrics[METRIC]
         point = {"iteration": result.iteration, "env_steps": result.env_steps, "train_s": round(train_s, 1),
-                 "wall_s": round(time.perf_counter() - start, 1), "return_adapted": round(value, 3)}
+                 "wall_s": round(time.perf_counter() - start, 1), "return_adapted": round(value, 3),
+                 "return_prior": round(result.metrics["eval/test/return_prior"], 3),
+                 "grad_steps_per_s": round(result.metrics["time/grad_steps_per_s"], 1)}
         curve.append(point)
         print(f"seed {seed}: {point}", file=sys.stderr, flush=True)
         if reached is None and value >= args.target:
             reached = point
             if not args.full:
                 break
+        if out_of_time:
+            break
     return {
         "benchmark": "learning", "config": str(args.config), "overrides": args.overrides, "seed": seed,
         "target": args.target, "reached": reached is not None,
