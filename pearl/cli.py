@@ -316,9 +316,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                             max_path_length=trainer.max_path_length, seed=cfg.seed + 10_000,
                                             device=trainer.device)
     result = trainer.evaluate(tasks, num_episodes=episodes)
+    sampled = cfg.eval.deterministic == "last"
     print(f"checkpoint {path} (iteration {state['iteration']}), {len(tasks)} {args.tasks} tasks, "
-          + ("mean actions in every episode" if cfg.eval.deterministic == "all"
-             else "sampled actions before the last episode"))
+          + ("sampled actions before the last episode" if sampled else "mean actions in every episode"))
     print(result.table())
     print(f"return with z from the prior: {result.return_prior:.3f}")
     print(f"adapted return:               {result.return_adapted:.3f}")
@@ -330,7 +330,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                   "(pass --tracking-uri)", file=sys.stderr)
             return EXIT_OK
         tracker = Tracker(uri, run_id=run_id)
-        prefix = f"evaluate/{args.tasks}" + ("" if cfg.eval.deterministic == "all" else "_sampled")
+        prefix = f"evaluate/{args.tasks}" + ("_sampled" if sampled else "")
         tracker.log_metrics(result.metrics(prefix), step=int(state["env_steps"]))
         tracker.flush()
         tracker.log_text(result.table(), f"{prefix}_adaptation_curve_{int(time.time())}.txt")

@@ -477,4 +477,3 @@ def test_tracking_store_failing_mid_run_loses_no_metrics_after_resume(
     code, _ = pearl("resume", run.info.run_id, capsys=capsys)
     assert code == 0 and only_run(uri).info.status == "FINISHED"
     assert_same_metrics(metrics_of(uri, run.info.run_id), reference["metrics"])
-
