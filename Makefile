@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test clean
+.PHONY: install demo test test-learning clean
 
 install: $(STAMP)
 
@@ -25,6 +25,10 @@ test: install
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treating it as a failure"; fi; \
 	exit $$rc
+
+# The point-robot learning test: point_robot_fast.yaml trained on 3 seeds, about 11 minutes each.
+test-learning: install
+	$(BIN)/python -m pytest --runslow -s $(PYTEST_ARGS) tests/learning/test_point_robot.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
