@@ -1,10 +1,13 @@
 """Point robots (PEARL's 2-D navigation tasks), pure numpy.
 
-A point starts at the origin and moves by its (clipped) action each step; the task is the goal
-position. ``point-robot``: goals uniform in ``[-1, 1]^2``, reward ``-||position - goal||``.
-``sparse-point-robot``: goals on the upper unit half-circle; the env reward stays dense, and
+A point moves by its (clipped) action each step; the task is the goal position.
+``point-robot``: goals uniform in ``[-1, 1]^2``, each episode starts at a position uniform in
+``[-1, 1]^2`` (drawn from the env's seeded generator, as the official env resets), reward
+``-||position - goal||``. ``sparse-point-robot``: goals on the upper unit half-circle, each
+episode starts at the origin (as the official one); the env reward stays dense, and
 ``info["sparse_reward"]`` is ``1 - distance`` within ``goal_radius`` of the goal, else 0 (PEARL
-feeds the sparse reward to the context and the dense one to the critic).
+feeds the sparse reward to the context and the dense one to the critic). Either env takes
+``start="uniform"`` or ``start="origin"``.
 
 Shapes:
     N: batch of points.
@@ -30,6 +33,15 @@ __all__ = [
 
 MAX_ACTION = 0.1
 """Bound of each action coordinate (the paper's point robot moves at most 0.1 per axis and step)."""
+
+STARTS = ("uniform", "origin")
+"""Where an episode starts: uniform in ``[-1, 1]^2`` (from the env's generator) or at the origin."""
+
+
+def _check_start(start: Any) -> str:
+    if start not in STARTS:
+        raise EnvError(f"start must be one of {', '.join(map(repr, STARTS))}, got {start!r}")
+    return start
 
 
 def oracle_action(
@@ -70,16 +82,25 @@ class PointRobotEnv(TaskEnv):
 
     Args:
         task: goal ``(goal_x, goal_y)``; None for the default goal ``(1, 0)``.
+        start: ``"uniform"``: each episode starts uniform in ``[-1, 1]^2``, drawn from the env's
+            generator (seed it with ``reset(seed=...)``); ``"origin"``: at ``(0, 0)``.
         render_mode: unsupported; must be None.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
     param_names: ClassVar[tuple[str, ...]] = ("goal_x", "goal_y")
     default_task: ClassVar[tuple[float, ...]] = (1.0, 0.0)
+    default_start: ClassVar[str] = "uniform"
 
-    def __init__(self, task: np.ndarray | None = None, render_mode: str | None = None) -> None:
+    def __init__(
+        self,
+        task: np.ndarray | None = None,
+        start: str | None = None,
+        render_mode: str | None = None,
+    ) -> None:
         if render_mode is not None:
             raise EnvError(f"{type(self).__name__} does not render (render_mode={render_mode!r})")
+        self.start = _check_start(self.default_start if start is None else start)
         self.render_mode = render_mode
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
         self.action_space = gymnasium.spaces.Box(
@@ -102,10 +123,13 @@ class PointRobotEnv(TaskEnv):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Applies a pending task and puts the point back at the origin (no randomness)."""
+        """Applies a pending task and puts the point at its start (see ``start``)."""
         super().reset(seed=seed)
         self._activate_pending_task()
-        self._position = np.zeros(2, dtype=np.float64)
+        if self.start == "uniform":
+            self._position = self.np_random.uniform(-1.0, 1.0, size=2)
+        else:
+            self._position = np.zeros(2, dtype=np.float64)
         return self._observation(), {"distance": self._distance()}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -133,25 +157,29 @@ class SparsePointRobotEnv(PointRobotEnv):
 
     The returned reward is the dense one (for the critic); ``info["sparse_reward"]`` is for the
     context, ``info["success"]`` says whether the point is within ``goal_radius`` of the goal.
+    Episodes start at the origin by default, as in the official sparse point robot.
 
     Args:
         task: goal ``(goal_x, goal_y)``; None for the default goal ``(0, 1)``.
         goal_radius: radius around the goal inside which the sparse reward is non-zero.
+        start: ``"origin"`` (default) or ``"uniform"``, as for :class:`PointRobotEnv`.
         render_mode: unsupported; must be None.
     """
 
     default_task: ClassVar[tuple[float, ...]] = (0.0, 1.0)
+    default_start: ClassVar[str] = "origin"
 
     def __init__(
         self,
         task: np.ndarray | None = None,
         goal_radius: float = 0.2,
+        start: str | None = None,
         render_mode: str | None = None,
     ) -> None:
         if not goal_radius > 0:
             raise EnvError(f"goal_radius must be > 0, got {goal_radius!r}")
         self.goal_radius = float(goal_radius)
-        super().__init__(task=task, render_mode=render_mode)
+        super().__init__(task=task, start=start, render_mode=render_mode)
 
     def _info(self, dense_reward: float, distance: float) -> dict[str, Any]:
         success = distance <= self.goal_radius
@@ -168,7 +196,15 @@ class SparsePointRobotEnv(PointRobotEnv):
 
 @register_task_family("point-robot")
 class PointRobotTasks(TaskDistribution):
-    """Goals uniform in ``[-1, 1]^2``; 80 train / 20 test tasks; episodes of 20 steps."""
+    """Goals uniform in ``[-1, 1]^2``; 80 train / 20 test tasks; episodes of 20 steps.
+
+    Args:
+        seed: see :class:`TaskDistribution`.
+        n_train_tasks: see :class:`TaskDistribution`.
+        n_test_tasks: see :class:`TaskDistribution`.
+        start: where episodes start: ``"uniform"`` in ``[-1, 1]^2`` (the official env's reset,
+            the default) or ``"origin"``.
+    """
 
     gym_id: ClassVar[str] = "pearl/PointRobot-v0"
     env_entry_point: ClassVar[str] = "envs.point_robot:PointRobotEnv"
@@ -177,14 +213,30 @@ class PointRobotTasks(TaskDistribution):
     default_n_train_tasks: ClassVar[int] = 80
     default_n_test_tasks: ClassVar[int] = 20
 
+    def __init__(
+        self,
+        *,
+        seed: int,
+        n_train_tasks: int | None = None,
+        n_test_tasks: int | None = None,
+        start: str = PointRobotEnv.default_start,
+    ) -> None:
+        self.start = _check_start(start)
+        super().__init__(seed=seed, n_train_tasks=n_train_tasks, n_test_tasks=n_test_tasks)
+
     def sample_tasks(self, rng: np.random.Generator, n_tasks: int) -> np.ndarray:
         """Goals ``[n_tasks, 2]`` uniform in the square ``[-1, 1]^2``."""
         return rng.uniform(-1.0, 1.0, size=(n_tasks, 2))
 
+    def env_kwargs(self) -> dict[str, Any]:
+        """Passes ``start`` to the env."""
+        return {"start": self.start}
+
 
 @register_task_family("sparse-point-robot")
 class SparsePointRobotTasks(TaskDistribution):
-    """Goals on the upper unit half-circle (angle U[0, pi]); 80 train / 20 test; 20 steps.
+    """Goals evenly spaced on the upper unit half-circle, shuffled; 80 train / 20 test; 20 steps;
+    episodes start at the origin.
 
     Args:
         seed: see :class:`TaskDistribution`.
@@ -216,8 +268,10 @@ class SparsePointRobotTasks(TaskDistribution):
         super().__init__(seed=seed, n_train_tasks=n_train_tasks, n_test_tasks=n_test_tasks)
 
     def sample_tasks(self, rng: np.random.Generator, n_tasks: int) -> np.ndarray:
-        """Goals ``[n_tasks, 2]`` at angle U[0, pi] on the unit circle."""
-        angle = rng.uniform(0.0, np.pi, size=n_tasks)
+        """Goals ``[n_tasks, 2]`` at ``n_tasks`` evenly spaced angles of ``[0, pi]`` on the unit
+        circle, in an order shuffled by ``rng`` (as the official env lays them out; the train/test
+        split then takes the first ``n_train`` and the rest)."""
+        angle = rng.permutation(np.linspace(0.0, np.pi, num=n_tasks))
         return np.stack([np.cos(angle), np.sin(angle)], axis=-1)
 
     def env_kwargs(self) -> dict[str, Any]:

@@ -91,8 +91,10 @@ def test_registering_a_non_task_distribution_raises() -> None:
 def test_unknown_keyword_argument_names_the_accepted_ones() -> None:
     with pytest.raises(envs.EnvError, match=r"unknown argument\(s\) \['radius'\].*goal_radius"):
         envs.make_task_distribution("sparse-point-robot", seed=0, radius=0.3)
-    with pytest.raises(envs.EnvError, match="takes: none"):
+    with pytest.raises(envs.EnvError, match="takes: start"):
         envs.make_task_distribution("point-robot", seed=0, goal_radius=0.3)
+    with pytest.raises(envs.EnvError, match="takes: none"):
+        envs.make_task_distribution("cheetah-vel", seed=0, goal_radius=0.3)
 
 
 @pytest.mark.parametrize(
@@ -175,6 +177,18 @@ def test_sparse_point_robot_goals_lie_on_the_upper_half_circle() -> None:
     assert goals[:, 0].min() < -0.95 and goals[:, 0].max() > 0.95
 
 
+def test_sparse_point_robot_goals_are_evenly_spaced_then_shuffled() -> None:
+    """As the official env: n evenly spaced angles of [0, pi], shuffled, the first 80 for training."""
+    tasks = envs.make_task_distribution("sparse-point-robot", seed=0)
+    goals = np.concatenate([tasks.train_tasks, tasks.test_tasks])
+    angles = np.arctan2(goals[:, 1], goals[:, 0])
+    np.testing.assert_allclose(np.sort(angles), np.linspace(0.0, np.pi, 100), atol=1e-12)
+    test_angles = np.arctan2(tasks.test_tasks[:, 1], tasks.test_tasks[:, 0])
+    assert test_angles.min() < 0.5 and test_angles.max() > np.pi - 0.5  # shuffled: the test goals spread out
+    other = envs.make_task_distribution("sparse-point-robot", seed=1)
+    assert not np.allclose(other.train_tasks, tasks.train_tasks)
+
+
 # -- gymnasium registration and the env checker ----------------------------------------------
 
 
@@ -218,7 +232,7 @@ def test_gymnasium_make_runs_a_capped_episode(gym_id: str) -> None:
 
 
 def test_point_robot_moves_by_the_clipped_action_and_rewards_minus_distance() -> None:
-    tasks = envs.make_task_distribution("point-robot", seed=0)
+    tasks = envs.make_task_distribution("point-robot", seed=0, start="origin")
     env = tasks.make_env(np.array([0.5, -0.5]))
     np.testing.assert_array_equal(env.action_space.low, np.float32([-MAX_ACTION] * 2))
     np.testing.assert_array_equal(env.action_space.high, np.float32([MAX_ACTION] * 2))
@@ -234,7 +248,7 @@ def test_point_robot_moves_by_the_clipped_action_and_rewards_minus_distance() ->
 
 
 def test_set_task_takes_effect_at_the_next_reset() -> None:
-    tasks = envs.make_task_distribution("point-robot", seed=0)
+    tasks = envs.make_task_distribution("point-robot", seed=0, start="origin")
     env = tasks.make_env(np.array([1.0, 0.0]))
     env.reset(seed=0)
     tasks.set_task(env, np.array([0.0, 1.0]))
@@ -262,7 +276,7 @@ def test_set_task_works_through_wrappers_and_rejects_bad_shapes() -> None:
 
 
 def test_gymnasium_make_accepts_a_task() -> None:
-    env = gymnasium.make("pearl/PointRobot-v0", task=[0.3, 0.4])
+    env = gymnasium.make("pearl/PointRobot-v0", task=[0.3, 0.4], start="origin")
     env.reset(seed=0)
     _, reward, *_ = env.step(np.zeros(2, dtype=np.float32))
     assert reward == pytest.approx(-0.5)
@@ -277,6 +291,42 @@ def test_same_actions_different_task_different_rewards() -> None:
         env.reset(seed=0)
         returns.append([env.step(action)[1] for action in actions])
     assert not np.allclose(returns[0], returns[1])
+
+
+def test_point_robot_starts_uniformly_and_repeats_per_seed() -> None:
+    """The official dense point robot resets to a uniform position in [-1, 1]^2 every episode."""
+    tasks = envs.make_task_distribution("point-robot", seed=0)
+
+    def starts(seed: int, n: int = 200) -> np.ndarray:
+        env = tasks.make_env(tasks.train_tasks[0])
+        first = [env.reset(seed=seed)[0]]
+        return np.stack(first + [env.reset()[0] for _ in range(n - 1)])
+
+    a, b, c = starts(0), starts(0), starts(1)
+    np.testing.assert_array_equal(a, b)  # the env's seeded generator: the same seed, the same starts
+    assert not np.allclose(a, c)
+    assert len(np.unique(a, axis=0)) == len(a)  # a new start at every reset
+    assert a.min() >= -1.0 and a.max() <= 1.0
+    assert a.min() < -0.9 and a.max() > 0.9 and abs(a.mean()) < 0.1  # fills the square
+    # the first observation is the start, and the reward is measured from it
+    env = tasks.make_env(np.array([0.5, -0.5]))
+    obs, _ = env.reset(seed=3)
+    _, reward, *_ = env.step(np.zeros(2, dtype=np.float32))
+    assert reward == pytest.approx(-np.hypot(obs[0] - 0.5, obs[1] + 0.5), rel=1e-6)
+
+
+@pytest.mark.parametrize(("name", "kwargs"), [("point-robot", {"start": "origin"}), ("sparse-point-robot", {})])
+def test_origin_start(name: str, kwargs: dict) -> None:
+    tasks = envs.make_task_distribution(name, seed=0, **kwargs)
+    env = tasks.make_env(tasks.train_tasks[0])
+    assert [env.reset(seed=s)[0].tolist() for s in range(3)] == [[0.0, 0.0]] * 3
+
+
+def test_unknown_start_is_refused() -> None:
+    with pytest.raises(envs.EnvError, match="start must be one of 'uniform', 'origin', got 'centre'"):
+        envs.make_task_distribution("point-robot", seed=0, start="centre")
+    with pytest.raises(envs.EnvError, match="start must be one of"):
+        PointRobotEnv(start="centre")
 
 
 def test_sparse_reward_semantics() -> None:

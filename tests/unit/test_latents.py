@@ -206,7 +206,7 @@ def point_trainer():
     from pearl.trainer import Trainer
 
     cfg = config_from_dict({
-        "env": {"name": "point-robot", "n_train_tasks": 40, "n_test_tasks": 20},
+        "env": {"name": "point-robot", "n_train_tasks": 40, "n_test_tasks": 20, "kwargs": {"start": "origin"}},
         "encoder": {"latent_dim": 5, "kwargs": {"hidden_sizes": [32, 32]}},
         "algo": {"hidden_sizes": [32, 32]},
         "train": {"num_initial_steps": 30, "num_tasks_sample": 5},

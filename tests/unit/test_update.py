@@ -163,7 +163,7 @@ def test_terminal_stops_bootstrap() -> None:
 
 
 def test_time_limit_is_truncation_not_termination() -> None:
-    tasks = envs.make_task_distribution("point-robot", seed=0, n_train_tasks=3, n_test_tasks=2)
+    tasks = envs.make_task_distribution("point-robot", seed=0, n_train_tasks=3, n_test_tasks=2, start="origin")
     collector = VectorCollector(tasks.make_env, n_slots=3, max_path_length=5, seed=0, device=torch.device("cpu"))
     ro = collector.rollout(None, tasks.train_tasks, 12, None)
     assert ro.terminals.sum() == 0  # episodes ended by the cap only
