@@ -239,6 +239,11 @@ NOMINAL_SEED = -1
 class RandParamsEnv(MujocoTaskEnv):
     """Randomised body mass, inertia, joint damping and geom friction of a v5 MuJoCo model.
 
+    The nominal model is the v5 one changed where the paper's rand_param_envs models differ
+    (:meth:`_match_official_model`): MuJoCo's timestep is 0.004 s, so with the v5 frame skip
+    of 4 one env step is 0.016 s (3.2 s per 200-step episode), and the subclass's
+    ``official_friction`` geoms get their official sliding friction.
+
     A task is drawn by its integer ``param_seed``: ``numpy.random.default_rng(param_seed)`` draws,
     for every element ``i`` of ``body_mass``, ``body_inertia``, ``dof_damping`` and
     ``geom_friction`` (in that order), ``u_i ~ U[-3, 3]``, and the element is set to
@@ -256,6 +261,27 @@ class RandParamsEnv(MujocoTaskEnv):
 
     param_names: ClassVar[tuple[str, ...]] = RAND_PARAM_NAMES
     default_task: ClassVar[tuple[float, ...]] = (0.0, 0.0, 0.0, 0.0, float(NOMINAL_SEED))
+    official_timestep: ClassVar[float] = 0.004
+    """rand_param_envs' walker2d.xml and hopper.xml: ``<option timestep="0.004">``."""
+    official_friction: ClassVar[dict[str, float]] = {}
+    """Geom name -> the official sliding friction, where the v5 model differs."""
+
+    def _match_official_model(self) -> None:
+        """Sets the official timestep and frictions; keeps ``render_fps`` equal to ``1 / dt``.
+
+        The official models are gym's walker2d.xml and hopper.xml with the timestep doubled
+        (0.002 -> 0.004 s), and rand_param_envs' RandomEnv builds them with frame skip 4, as
+        the v5 classes do. We change the compiled v5 model rather than ship an XML of our own:
+        a timestep and a friction are read at run time, nothing is derived from them when
+        the model compiles, and the v5 XML stays gymnasium's. (Frame skip 8 at 0.002 s would
+        give the same ``dt`` but not the official integration step.) Called before the
+        nominal arrays are saved, so these values are the nominal ones.
+        """
+        self.model.opt.timestep = self.official_timestep
+        for geom, sliding in self.official_friction.items():
+            self.model.geom(geom).friction[0] = sliding
+        # gymnasium derives render_fps from dt in __init__ and its MujocoEnv checks the two agree.
+        self.metadata = {**self.metadata, "render_fps": int(np.round(1.0 / self.dt))}
 
     def _snapshot_nominal(self) -> None:
         self._nominal = {name: getattr(self.model, name).copy() for name, _ in _RANDOMISED_FIELDS}
@@ -317,13 +343,19 @@ class RandParamsEnv(MujocoTaskEnv):
 class Walker2dRandParamsEnv(RandParamsEnv, Walker2dEnv):
     """Walker2d (v5) with randomised physical parameters; see :class:`RandParamsEnv`.
 
+    The right foot has the official sliding friction 0.9 (rand_param_envs' walker2d.xml, as
+    gym's); Walker2d-v5 gives both feet 1.9.
+
     Args:
         task: rand-params task vector; None for the nominal model.
         **kwargs: passed to gymnasium's ``Walker2dEnv``.
     """
 
+    official_friction: ClassVar[dict[str, float]] = {"foot_geom": 0.9}
+
     def __init__(self, task: np.ndarray | None = None, **kwargs: Any) -> None:
         Walker2dEnv.__init__(self, **kwargs)
+        self._match_official_model()
         self._snapshot_nominal()
         self._finish_init(task, kwargs)
 
@@ -338,5 +370,6 @@ class HopperRandParamsEnv(RandParamsEnv, HopperEnv):
 
     def __init__(self, task: np.ndarray | None = None, **kwargs: Any) -> None:
         HopperEnv.__init__(self, **kwargs)
+        self._match_official_model()
         self._snapshot_nominal()
         self._finish_init(task, kwargs)

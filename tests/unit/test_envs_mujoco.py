@@ -26,7 +26,8 @@ REWARD_FAMILIES = ("cheetah-vel", "cheetah-dir", "ant-dir", "ant-goal", "humanoi
 RAND_PARAMS_FAMILIES = ("walker-rand-params", "hopper-rand-params")
 LOCOMOTION_FAMILIES = REWARD_FAMILIES + RAND_PARAMS_FAMILIES
 CONTINUOUS_FAMILIES = ("cheetah-vel", "ant-goal", "humanoid-dir", *RAND_PARAMS_FAMILIES)
-# Small Meta-World splits keep the suite fast; the benchmark defaults are tested once.
+# Small Meta-World splits (the benchmark is built whole either way); test_meta_world.py compares
+# the full splits with the benchmark's.
 METAWORLD = {
     "metaworld-ml1": {"env_name": "reach-v3", "n_train_tasks": 6, "n_test_tasks": 4},
     "metaworld-ml10": {"n_train_tasks": 10, "n_test_tasks": 5},
@@ -300,6 +301,129 @@ def test_env_pickles_with_its_task() -> None:
     env = tasks.make_env(tasks.train_tasks[4])
     clone = pickle.loads(pickle.dumps(env))
     np.testing.assert_array_equal(clone.task, tasks.train_tasks[4])
+
+
+# -- rand-params: the paper's walker2d and hopper models ---------------------------------------
+
+# The official values come from rand_param_envs (the submodule of katerakelly/oyster, commit
+# 4d1529d): rand_param_envs/gym/envs/mujoco/assets/walker2d.xml and hopper.xml, written in
+# global coordinates with angles in degrees. Capsules: (from, to, radius); hinge joints:
+# (height of the anchor, range in degrees); the root joints (rootx, rootz, rooty) are unlimited,
+# undamped and without armature in both files.
+_LEG_CAPSULES = {
+    "torso_geom": ((0, 0, 1.45), (0, 0, 1.05), 0.05),
+    "thigh_geom": ((0, 0, 1.05), (0, 0, 0.6), 0.05),
+    "leg_geom": ((0, 0, 0.6), (0, 0, 0.1), 0.04),
+}
+_LEG_JOINTS = {"thigh_joint": (1.05, (-150, 0)), "leg_joint": (0.6, (-150, 0)),
+               "foot_joint": (0.1, (-45, 45))}
+OFFICIAL_MODELS = {
+    "walker-rand-params": {  # rand_param_envs walker2d.xml
+        "capsules": {
+            **_LEG_CAPSULES,
+            "foot_geom": ((0, 0, 0.1), (0.2, 0, 0.1), 0.06),
+            "thigh_left_geom": _LEG_CAPSULES["thigh_geom"],
+            "leg_left_geom": _LEG_CAPSULES["leg_geom"],
+            "foot_left_geom": ((0, 0, 0.1), (0.2, 0, 0.1), 0.06),
+        },
+        "joints": {
+            **_LEG_JOINTS,
+            "thigh_left_joint": _LEG_JOINTS["thigh_joint"],
+            "leg_left_joint": _LEG_JOINTS["leg_joint"],
+            "foot_left_joint": _LEG_JOINTS["foot_joint"],
+        },
+        # friction="0.9" on every body geom but the left foot's "1.9" (Walker2d-v5 gives the
+        # right foot 1.9 too); the floor keeps the default class's .7
+        "sliding_friction": {
+            "floor": 0.7,
+            **{name: 0.9 for name in _LEG_CAPSULES},
+            "foot_geom": 0.9,
+            "thigh_left_geom": 0.9,
+            "leg_left_geom": 0.9,
+            "foot_left_geom": 1.9,
+        },
+        "density": 1000.0,  # <default><geom density="1000">
+        "damping": 0.1,
+        "armature": 0.01,
+        "gear": 100.0,
+        "actuated": ("thigh_joint", "leg_joint", "foot_joint",
+                     "thigh_left_joint", "leg_left_joint", "foot_left_joint"),
+        "geom_contact": {"condim": 3, "contype": 1, "conaffinity": 0, "margin": 0.0},
+    },
+    "hopper-rand-params": {  # rand_param_envs hopper.xml
+        "capsules": {**_LEG_CAPSULES, "foot_geom": ((-0.13, 0, 0.1), (0.26, 0, 0.1), 0.06)},
+        "joints": dict(_LEG_JOINTS),
+        # friction="0.9" on torso, thigh and leg, "2.0" on the foot; the floor has MuJoCo's 1
+        "sliding_friction": {
+            "floor": 1.0,
+            **{name: 0.9 for name in _LEG_CAPSULES},
+            "foot_geom": 2.0,
+        },
+        "density": 1000.0,  # none set: MuJoCo's default
+        "damping": 1.0,
+        "armature": 1.0,
+        "gear": 200.0,
+        "actuated": ("thigh_joint", "leg_joint", "foot_joint"),
+        "geom_contact": {"condim": 1, "contype": 1, "conaffinity": 1, "margin": 0.001,
+                         "solref": (0.02, 1.0), "solimp": (0.8, 0.8, 0.01)},
+    },
+}
+
+
+@pytest.mark.parametrize("name", RAND_PARAMS_FAMILIES)
+def test_rand_params_step_is_the_official_0_016_seconds(name: str) -> None:
+    # rand_param_envs walker2d.xml / hopper.xml: timestep="0.004"; base.py's RandomEnv passes
+    # frame skip 4 to MujocoEnv (walker2d_rand_params.py's extra 5 is swallowed by *args).
+    tasks = _tasks(name)
+    env = tasks.make_env(tasks.train_tasks[0])
+    assert env.unwrapped.dt == 0.016
+    assert env.unwrapped.model.opt.timestep == 0.004 and env.unwrapped.frame_skip == 4
+    assert env.metadata["render_fps"] == int(np.round(1.0 / 0.016))
+    made = gymnasium.make(tasks.gym_id, task=None)
+    assert made.unwrapped.dt == 0.016
+    made.close()
+    env.close()
+
+
+@pytest.mark.parametrize("name", RAND_PARAMS_FAMILIES)
+def test_rand_params_nominal_model_matches_the_official_xml(name: str) -> None:
+    official = OFFICIAL_MODELS[name]
+    model = _tasks(name).make_env().unwrapped.model
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)  # qpos0: the pose written in the official global XML
+    assert model.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4
+    for geom, (start, end, radius) in official["capsules"].items():
+        g = model.geom(geom).id
+        half = model.geom_size[g, 1]
+        axis = data.geom_xmat[g].reshape(3, 3)[:, 2]
+        ends = {tuple(np.round(data.geom_xpos[g] + sign * half * axis, 9)) for sign in (-1, 1)}
+        assert ends == {tuple(map(float, start)), tuple(map(float, end))}, geom
+        assert model.geom_size[g, 0] == pytest.approx(radius), geom
+        # inertiafromgeom with one capsule per body: the body's mass is the capsule's
+        length = np.linalg.norm(np.subtract(end, start))
+        volume = np.pi * radius**2 * length + 4.0 / 3.0 * np.pi * radius**3
+        body = model.geom_bodyid[g]
+        assert model.body_mass[body] == pytest.approx(official["density"] * volume), geom
+    for geom, sliding in official["sliding_friction"].items():
+        assert model.geom(geom).friction[0] == pytest.approx(sliding), geom
+    for geom in official["capsules"]:
+        for key, value in official["geom_contact"].items():
+            np.testing.assert_allclose(getattr(model.geom(geom), key)[: np.size(value)], value,
+                                       err_msg=f"{geom} {key}")
+    for joint, (height, range_deg) in official["joints"].items():
+        j = model.joint(joint)
+        assert data.xanchor[j.id][2] == pytest.approx(height), joint
+        np.testing.assert_allclose(j.range, np.deg2rad(range_deg), err_msg=joint)
+        assert model.dof_damping[j.dofadr[0]] == pytest.approx(official["damping"]), joint
+        assert model.dof_armature[j.dofadr[0]] == pytest.approx(official["armature"]), joint
+    for root in ("rootx", "rootz", "rooty"):
+        j = model.joint(root)
+        assert not j.limited[0] and model.dof_damping[j.dofadr[0]] == 0.0
+        assert model.dof_armature[j.dofadr[0]] == 0.0
+    actuated = tuple(model.joint(model.actuator_trnid[i, 0]).name for i in range(model.nu))
+    assert actuated == official["actuated"]
+    np.testing.assert_array_equal(model.actuator_gear[:, 0], official["gear"])
+    np.testing.assert_array_equal(model.actuator_ctrlrange, [[-1.0, 1.0]] * model.nu)
 
 
 # -- Meta-World --------------------------------------------------------------------------------
