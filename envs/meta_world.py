@@ -1,25 +1,33 @@
 """Meta-World ML1 and ML10 as task families (``metaworld`` imported only when built).
 
-Meta-World varies a task by its *rand vec*: the initial object position and/or the goal
-position of one manipulation environment (3 or 6 numbers). Our task vectors are:
+The tasks are the benchmark's own: a family builds ``metaworld.ML1(env_name, seed=seed)`` or
+``metaworld.ML10(seed=seed)`` with the family's seed and takes the goals of the benchmark's
+``train_tasks`` and ``test_tasks``, so results compare with other Meta-World results of that
+seed. A Meta-World task (``metaworld.Task``) is an environment name plus pickled data whose only
+varying part is the *rand vec*: the initial object position and/or the goal position (3 or 6
+numbers). Our task vectors are:
 
 - ``metaworld-ml1`` (``env_name``, e.g. ``"reach-v3"``): the rand vec, ``rand_vec_0..k``.
 - ``metaworld-ml10``: ``(env_index, rand_vec_0, ..., rand_vec_5)``, where ``env_index``
   indexes :func:`ml10_env_names` (the 10 training environments, then the 5 test ones) and
   shorter rand vecs are padded with zeros.
 
-Rand vecs are drawn the way Meta-World draws its benchmark goals (resetting the environment
-with goal randomisation on, so each environment's own constraints, such as a minimum
-object-goal distance, hold), but from a generator seeded by our task seed instead of NumPy's
-global RNG. Counts follow the benchmark: 50 goals per environment, for training and for
-testing; ML10 trains on the goals of its 10 training environments and tests on its 5 held-out
-environments. The goal stays hidden from the observation (Meta-World's ML setting), episodes
-last 500 steps, and ``info["success"]`` is a bool.
+The env turns a vector back into the benchmark's ``Task`` (the same data: the rand vec, the
+environment class, ``partially_observable=True``) and hands it to the Meta-World env's public
+``set_task``, so it behaves as the benchmark's own env for that task: the goal is hidden from the
+observation (Meta-World's ML setting), episodes last 500 steps, and ``info["success"]`` is a bool.
+
+The benchmark holds 50 goals per environment, for training and for testing (ML1 draws its test
+goals with ``seed + 1``); ML10 trains on its 10 training environments and tests on its 5 held-out
+ones. A family with fewer tasks takes, in the benchmark's order, the first goals of each
+environment, spread evenly over the environments (the first ``n % n_envs`` environments get one
+goal more); asking for more tasks than the benchmark holds is an :class:`~envs.base.EnvError`.
 """
 
 from __future__ import annotations
 
 import pickle
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import gymnasium
@@ -31,14 +39,37 @@ __all__ = [
     "MetaWorldEnv",
     "MetaWorldML10Tasks",
     "MetaWorldML1Tasks",
+    "benchmark_task",
     "ml1_env_names",
     "ml10_env_names",
-    "sample_rand_vecs",
 ]
 
-_GOALS_PER_ENV = 50
 _ML10_RAND_VEC_DIM = 6
+# Size of the rand vec of each ML10 environment, to strip a task vector's padding without
+# reaching into the Meta-World env; tests/unit/test_meta_world.py checks it against the
+# benchmark's tasks.
+_ML10_RAND_VEC_SIZES = MappingProxyType(
+    {
+        "reach-v3": 6,
+        "push-v3": 6,
+        "pick-place-v3": 6,
+        "door-open-v3": 3,
+        "drawer-close-v3": 3,
+        "button-press-topdown-v3": 3,
+        "peg-insert-side-v3": 6,
+        "window-open-v3": 3,
+        "sweep-v3": 3,
+        "basketball-v3": 6,
+        "drawer-open-v3": 3,
+        "door-close-v3": 3,
+        "shelf-place-v3": 6,
+        "sweep-into-v3": 6,
+        "lever-pull-v3": 3,
+    }
+)
 _BENCHMARKS = ("ML1", "ML10")
+# Meta-World seeds numpy.random.seed with the seed (ML1's test goals with seed + 1).
+_MAX_SEED = 2**32 - 2
 
 
 def _metaworld() -> Any:
@@ -54,7 +85,7 @@ def _metaworld() -> Any:
 
 def ml1_env_names() -> tuple[str, ...]:
     """Names of the Meta-World environments ML1 can be built on (e.g. ``"reach-v3"``)."""
-    return tuple(_metaworld().env_dict.ALL_V3_ENVIRONMENTS)
+    return tuple(_metaworld().ALL_V3_ENVIRONMENTS)
 
 
 def ml10_env_names() -> tuple[str, ...]:
@@ -64,54 +95,87 @@ def ml10_env_names() -> tuple[str, ...]:
 
 
 def _env_class(env_name: str) -> type:
-    classes = _metaworld().env_dict.ALL_V3_ENVIRONMENTS
+    classes = _metaworld().ALL_V3_ENVIRONMENTS
     if env_name not in classes:
         raise EnvError(f"unknown Meta-World environment {env_name!r}; known: {', '.join(classes)}")
     return classes[env_name]
 
 
-def _new_env(env_name: str) -> Any:
+def _route_mujoco_warnings() -> None:
     from envs.mujoco_utils import route_mujoco_warnings  # noqa: PLC0415 - imports mujoco
 
     route_mujoco_warnings()
-    return _env_class(env_name)()
 
 
-def sample_rand_vecs(env: Any, rng: np.random.Generator, n_tasks: int) -> np.ndarray:
-    """Draws ``n_tasks`` rand vecs of a Meta-World env as the benchmark does, from ``rng``.
+def _build_benchmark(benchmark: str, seed: int, env_name: str = "") -> Any:
+    """``metaworld.ML1(env_name, seed=seed)`` or ``metaworld.ML10(seed=seed)``.
 
-    Meta-World's own task builder resets the env with goal randomisation on and keeps the rand
-    vec each reset settled on (resets re-draw until the env's constraints hold); this does the
-    same with the env's ``seeded_rand_vec`` switch, so the draws come from ``rng``.
+    Meta-World draws the goals from NumPy's global RNG, seeded with ``seed``; it restores the
+    global state afterwards, but not when it fails midway, so the state is saved and restored
+    here too: building a family never changes the global RNG.
+    """
+    if not 0 <= seed <= _MAX_SEED:
+        raise EnvError(
+            f"Meta-World seeds numpy.random.seed with the seed (and seed + 1), so it must be in "
+            f"[0, {_MAX_SEED}], got {seed}"
+        )
+    metaworld = _metaworld()
+    _route_mujoco_warnings()  # the benchmark builds (and resets) its envs
+    state = np.random.get_state()
+    try:
+        if benchmark == "ML1":
+            return metaworld.ML1(env_name, seed=int(seed))
+        return metaworld.ML10(seed=int(seed))
+    finally:
+        np.random.set_state(state)
+
+
+def _rand_vec(task: Any) -> np.ndarray:
+    """The rand vec of a ``metaworld.Task`` (its data is the benchmark's own pickle)."""
+    return np.array(pickle.loads(task.data)["rand_vec"], dtype=np.float64)
+
+
+def benchmark_task(env_name: str, rand_vec: np.ndarray) -> Any:
+    """The ``metaworld.Task`` of an ML benchmark for this environment and rand vec.
+
+    Its data are what Meta-World's ML1 and ML10 pickle into their tasks: the rand vec, the
+    environment class, and ``partially_observable=True`` (the goal hidden from the observation).
 
     Args:
-        env: a Meta-World env instance (its task state is changed).
-        rng: the generator to draw from.
-        n_tasks: how many rand vecs.
+        env_name: a Meta-World environment, e.g. ``"reach-v3"``.
+        rand_vec: its rand vec (3 or 6 numbers).
 
     Returns:
-        ``[n_tasks, D]`` float64 rand vecs (D = 3 or 6, depending on the env).
+        A ``metaworld.Task`` for the env's ``set_task``.
     """
-    env._set_task_called = True
-    env._freeze_rand_vec = False
-    env.seeded_rand_vec = True
-    env.np_random = np.random.default_rng(rng.integers(2**63))
-    vectors = []
-    for _ in range(n_tasks):
-        env.reset()
-        vectors.append(np.array(env._last_rand_vec, dtype=np.float64))
-    return np.stack(vectors) if vectors else np.zeros((0, env._random_reset_space.shape[0]))
+    data = {
+        "rand_vec": np.array(rand_vec, dtype=np.float64),
+        "env_cls": _env_class(env_name),
+        "partially_observable": True,
+    }
+    return _metaworld().Task(env_name=env_name, data=pickle.dumps(data))
+
+
+def _encode(benchmark: str, env_index: int, rand_vec: np.ndarray) -> np.ndarray:
+    if benchmark == "ML1":
+        return np.array(rand_vec, dtype=np.float64)
+    padded = np.zeros(_ML10_RAND_VEC_DIM)
+    padded[: len(rand_vec)] = rand_vec
+    return np.concatenate([[float(env_index)], padded])
 
 
 class MetaWorldEnv(TaskEnv):
     """A Meta-World ML1 or ML10 task as a gymnasium env with float32 observations.
 
     Holds one Meta-World env per environment name (made when first needed) and forwards to
-    the one of the active task. ``info["success"]`` is a bool.
+    the one of the active task, set to the benchmark's ``Task`` (see :func:`benchmark_task`).
+    ``info["success"]`` is a bool.
 
     Args:
-        task: task vector (see the module docstring); None for the first goal drawn with seed 0
-            (of the first environment, for ML10).
+        task: task vector (see the module docstring); None for the first training task of
+            ``metaworld.ML1(env, seed=0)`` (env: ``env_name``, or reach-v3 for ML10, which is
+            also ML10's first training task of seed 0). Building it takes a second or two, so
+            the families always pass a task.
         benchmark: ``"ML1"`` or ``"ML10"``.
         env_name: the environment of ML1 (ignored by ML10).
         render_mode: unsupported; must be None.
@@ -135,37 +199,31 @@ class MetaWorldEnv(TaskEnv):
         self.env_names = ml10_env_names() if benchmark == "ML10" else (env_name,)
         self._envs: dict[str, Any] = {}
         first = self._env(self.env_names[0])
+        if task is None:
+            default = _build_benchmark("ML1", 0, self.env_names[0]).train_tasks[0]
+            task = _encode(benchmark, 0, _rand_vec(default))
         if benchmark == "ML10":
             self.param_names = ("env_index", *(f"rand_vec_{i}" for i in range(_ML10_RAND_VEC_DIM)))
-        else:
-            dim = first._random_reset_space.shape[0]
-            self.param_names = tuple(f"rand_vec_{i}" for i in range(dim))
+        else:  # the environment's rand vec has the task's size (the family checks it)
+            self.param_names = tuple(f"rand_vec_{i}" for i in range(np.size(task)))
         self.observation_space = gymnasium.spaces.Box(
             -np.inf, np.inf, shape=first.observation_space.shape, dtype=np.float32
         )
         self.action_space = gymnasium.spaces.Box(
             -1.0, 1.0, shape=first.action_space.shape, dtype=np.float32
         )
-        if task is None:
-            rand_vec = sample_rand_vecs(_new_env(self.env_names[0]), np.random.default_rng(0), 1)[0]
-            task = self._encode(0, rand_vec)
         self._init_task(task)
         self._active: Any = None
         self.apply_task(self._task)
 
     def _env(self, env_name: str) -> Any:
         if env_name not in self._envs:
-            self._envs[env_name] = _new_env(env_name)
+            _route_mujoco_warnings()
+            self._envs[env_name] = _env_class(env_name)()
         return self._envs[env_name]
 
-    def _encode(self, env_index: int, rand_vec: np.ndarray) -> np.ndarray:
-        if self.benchmark == "ML1":
-            return np.asarray(rand_vec, dtype=np.float64)
-        padded = np.zeros(_ML10_RAND_VEC_DIM)
-        padded[: len(rand_vec)] = rand_vec
-        return np.concatenate([[float(env_index)], padded])
-
     def _decode(self, task: np.ndarray) -> tuple[str, np.ndarray]:
+        """``(environment name, rand vec)`` of a task vector."""
         if self.benchmark == "ML1":
             return self.env_names[0], task
         index = task[0]
@@ -174,12 +232,17 @@ class MetaWorldEnv(TaskEnv):
                 f"ML10 env_index must be an integer in [0, {len(self.env_names)}), got {index}"
             )
         env_name = self.env_names[int(index)]
-        dim = self._env(env_name)._random_reset_space.shape[0]
-        if np.any(task[1 + dim :] != 0):
+        if env_name not in _ML10_RAND_VEC_SIZES:
             raise EnvError(
-                f"{env_name} has a rand vec of {dim} numbers; the padding must be 0, got {task}"
+                f"ML10 environment {env_name!r} has no known rand vec size; this Meta-World "
+                f"version's ML10 differs from the one envs/meta_world.py was written for"
             )
-        return env_name, task[1 : 1 + dim]
+        size = _ML10_RAND_VEC_SIZES[env_name]
+        if np.any(task[1 + size :] != 0):
+            raise EnvError(
+                f"{env_name} has a rand vec of {size} numbers; the padding must be 0, got {task}"
+            )
+        return env_name, task[1 : 1 + size]
 
     def _validate_task(self, task: Any) -> np.ndarray:
         array = super()._validate_task(task)
@@ -187,11 +250,10 @@ class MetaWorldEnv(TaskEnv):
         return array
 
     def apply_task(self, task: np.ndarray) -> None:
-        """Sets the Meta-World task (rand vec, hidden goal) on the task's environment."""
+        """Sets the benchmark's Task (rand vec, hidden goal) on the task's environment."""
         env_name, rand_vec = self._decode(task)
         env = self._env(env_name)
-        data = {"rand_vec": rand_vec.copy(), "env_cls": type(env), "partially_observable": True}
-        env.set_task(_metaworld().Task(env_name=env_name, data=pickle.dumps(data)))
+        env.set_task(benchmark_task(env_name, rand_vec))
         self._active = env
 
     @property
@@ -224,6 +286,8 @@ class MetaWorldEnv(TaskEnv):
 
 
 class _MetaWorldTasks(TaskDistribution):
+    """The tasks of a Meta-World benchmark built with the family's seed (module docstring)."""
+
     requires: ClassVar[tuple[tuple[str, str], ...]] = (("metaworld", "metaworld"),)
     gym_id: ClassVar[str]
     env_entry_point: ClassVar[str] = "envs.meta_world:MetaWorldEnv"
@@ -231,50 +295,83 @@ class _MetaWorldTasks(TaskDistribution):
     has_success: ClassVar[bool] = True
     default_n_train_tasks: ClassVar[int]
     default_n_test_tasks: ClassVar[int]
+    benchmark: ClassVar[str]
 
-    def _draw(
-        self,
-        rng: np.random.Generator,
-        env_names: tuple[str, ...],
-        n_tasks: int,
-        index_offset: int,
-    ) -> np.ndarray:
-        """Task ``i`` goes to environment ``i % len(env_names)`` (balanced); ``[n_tasks, P]``."""
-        per_env = [len(range(k, n_tasks, len(env_names))) for k in range(len(env_names))]
-        if max(per_env) > _GOALS_PER_ENV:
-            raise EnvError(
-                f"{self.name} has {_GOALS_PER_ENV} goals per environment, so at most "
-                f"{_GOALS_PER_ENV * len(env_names)} tasks here; got {n_tasks}"
-            )
-        tasks = np.zeros((n_tasks, self.n_params))
-        for k, (env_name, count) in enumerate(zip(env_names, per_env)):
-            env = _new_env(env_name)
-            try:
-                vectors = sample_rand_vecs(env, rng, count)
-            finally:
-                env.close()
-            for j, rand_vec in enumerate(vectors):
-                tasks[k + j * len(env_names)] = self._encode(index_offset + k, rand_vec)
-        return tasks
-
-    def _encode(self, env_index: int, rand_vec: np.ndarray) -> np.ndarray:
+    def _benchmark(self) -> Any:
         raise NotImplementedError
+
+    def _env_index(self, env_name: str) -> int:
+        raise NotImplementedError
+
+    def _from_benchmark(self, n_train: int, n_test: int) -> tuple[np.ndarray, np.ndarray]:
+        """Builds the benchmark with ``self.seed`` and selects ``n_train`` and ``n_test`` tasks."""
+        benchmark = self._benchmark()
+        train = self._select(benchmark.train_classes, benchmark.train_tasks, n_train, "train")
+        test = self._select(benchmark.test_classes, benchmark.test_tasks, n_test, "test")
+        return train, test
+
+    def _select(self, classes: Any, tasks: list[Any], n_tasks: int, which: str) -> np.ndarray:
+        """The first goals of each environment, balanced, in the benchmark's order; ``[n, P]``.
+
+        Environment ``k`` (in ``classes`` order) gets ``n // n_envs`` goals, plus one for
+        ``k < n % n_envs``.
+        """
+        env_names = list(classes)
+        available = {name: sum(task.env_name == name for task in tasks) for name in env_names}
+        wanted = {
+            name: n_tasks // len(env_names) + (k < n_tasks % len(env_names))
+            for k, name in enumerate(env_names)
+        }
+        short = [name for name in env_names if wanted[name] > available[name]]
+        if short:
+            raise EnvError(
+                f"{self.name}'s benchmark holds {available[short[0]]} goals per environment for "
+                f"{which}ing, over {len(env_names)} environment(s), so at most "
+                f"{sum(available.values())} {which} tasks; got {n_tasks}"
+            )
+        selected = []
+        for task in tasks:
+            if wanted[task.env_name] > 0:
+                wanted[task.env_name] -= 1
+                env_index = self._env_index(task.env_name)
+                selected.append(_encode(self.benchmark, env_index, _rand_vec(task)))
+        return np.array(selected, dtype=np.float64).reshape(n_tasks, self.n_params)
+
+    def sample_tasks(self, rng: np.random.Generator, n_tasks: int) -> np.ndarray:
+        """The benchmark's first training tasks (see :meth:`split_tasks`); ``rng`` is unused."""
+        return self._from_benchmark(n_tasks, 0)[0]
+
+    def split_tasks(
+        self, rng: np.random.Generator, n_train: int, n_test: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The benchmark's train and test tasks (a balanced subset when fewer are asked for).
+
+        The goals come from the benchmark built with the family's seed, not from ``rng``.
+        """
+        return self._from_benchmark(n_train, n_test)
+
+    def env_kwargs(self) -> dict[str, Any]:
+        """The benchmark, and the first training task as the default task of a new env."""
+        return {"benchmark": self.benchmark, "task": self.train_tasks[0]}
 
 
 @register_task_family("metaworld-ml1")
 class MetaWorldML1Tasks(_MetaWorldTasks):
     """Meta-World ML1: one manipulation environment, 50 train / 50 test goals.
 
+    The tasks are those of ``metaworld.ML1(env_name, seed=seed)``; fewer are its first ones.
+
     Args:
-        seed: see :class:`~envs.base.TaskDistribution`.
+        seed: the benchmark's seed, in [0, 2**32 - 2].
         n_train_tasks: at most 50.
         n_test_tasks: at most 50.
         env_name: the Meta-World environment, e.g. ``"reach-v3"`` or ``"pick-place-v3"``.
     """
 
     gym_id: ClassVar[str] = "pearl/MetaWorldML1-v0"
-    default_n_train_tasks: ClassVar[int] = _GOALS_PER_ENV
-    default_n_test_tasks: ClassVar[int] = _GOALS_PER_ENV
+    default_n_train_tasks: ClassVar[int] = 50
+    default_n_test_tasks: ClassVar[int] = 50
+    benchmark: ClassVar[str] = "ML1"
 
     def __init__(
         self,
@@ -285,37 +382,33 @@ class MetaWorldML1Tasks(_MetaWorldTasks):
         env_name: str = "reach-v3",
     ) -> None:
         self._check_requirements()
+        _env_class(env_name)  # raises EnvError for an unknown name
         self.env_name = env_name
-        env = _new_env(env_name)  # raises EnvError for an unknown name
-        self.param_names = tuple(f"rand_vec_{i}" for i in range(env._random_reset_space.shape[0]))
-        env.close()
         super().__init__(seed=seed, n_train_tasks=n_train_tasks, n_test_tasks=n_test_tasks)
 
-    def sample_tasks(self, rng: np.random.Generator, n_tasks: int) -> np.ndarray:
-        """``[n_tasks, D]`` rand vecs of the environment."""
-        return self._draw(rng, (self.env_name,), n_tasks, 0)
+    def _benchmark(self) -> Any:
+        """Builds ML1; the size of the environment's rand vec sets ``param_names``."""
+        benchmark = _build_benchmark("ML1", self.seed, self.env_name)
+        size = len(_rand_vec(benchmark.train_tasks[0]))
+        self.param_names = tuple(f"rand_vec_{i}" for i in range(size))
+        return benchmark
 
-    def split_tasks(
-        self, rng: np.random.Generator, n_train: int, n_test: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Separate draws of at most 50 goals each for training and testing."""
-        return self.sample_tasks(rng, n_train), self.sample_tasks(rng, n_test)
-
-    def _encode(self, env_index: int, rand_vec: np.ndarray) -> np.ndarray:
-        return rand_vec
+    def _env_index(self, env_name: str) -> int:
+        return 0
 
     def env_kwargs(self) -> dict[str, Any]:
-        """The benchmark and environment name."""
-        return {"benchmark": "ML1", "env_name": self.env_name}
+        """The benchmark, the environment name and the default task (the first training one)."""
+        return {**super().env_kwargs(), "env_name": self.env_name}
 
 
 @register_task_family("metaworld-ml10")
 class MetaWorldML10Tasks(_MetaWorldTasks):
     """Meta-World ML10: 50 goals of each of 10 training environments (500 train tasks) and of
-    each of 5 held-out test environments (250 test tasks).
+    each of 5 held-out test environments (250 test tasks), from ``metaworld.ML10(seed=seed)``.
 
-    Fewer tasks are spread evenly over the environments (task ``i`` belongs to environment
-    ``i % 10``, or ``i % 5`` for testing).
+    Fewer tasks take the first goals of each environment, spread evenly over the environments
+    (``n // 10`` each, one more for the first ``n % 10``; likewise over the 5 for testing),
+    in the benchmark's order: environment by environment.
     """
 
     gym_id: ClassVar[str] = "pearl/MetaWorldML10-v0"
@@ -323,25 +416,12 @@ class MetaWorldML10Tasks(_MetaWorldTasks):
         "env_index",
         *(f"rand_vec_{i}" for i in range(_ML10_RAND_VEC_DIM)),
     )
-    default_n_train_tasks: ClassVar[int] = 10 * _GOALS_PER_ENV
-    default_n_test_tasks: ClassVar[int] = 5 * _GOALS_PER_ENV
+    default_n_train_tasks: ClassVar[int] = 500
+    default_n_test_tasks: ClassVar[int] = 250
+    benchmark: ClassVar[str] = "ML10"
 
-    def sample_tasks(self, rng: np.random.Generator, n_tasks: int) -> np.ndarray:
-        """``[n_tasks, 7]`` tasks of the 10 training environments."""
-        return self._draw(rng, ml10_env_names()[:10], n_tasks, 0)
+    def _benchmark(self) -> Any:
+        return _build_benchmark("ML10", self.seed)
 
-    def split_tasks(
-        self, rng: np.random.Generator, n_train: int, n_test: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Train on the 10 training environments, test on the 5 held-out ones."""
-        train = self.sample_tasks(rng, n_train)
-        return train, self._draw(rng, ml10_env_names()[10:], n_test, 10)
-
-    def _encode(self, env_index: int, rand_vec: np.ndarray) -> np.ndarray:
-        padded = np.zeros(_ML10_RAND_VEC_DIM)
-        padded[: len(rand_vec)] = rand_vec
-        return np.concatenate([[float(env_index)], padded])
-
-    def env_kwargs(self) -> dict[str, Any]:
-        """The benchmark."""
-        return {"benchmark": "ML10"}
+    def _env_index(self, env_name: str) -> int:
+        return ml10_env_names().index(env_name)

@@ -22,8 +22,8 @@ _no_metaworld = importlib.util.find_spec("metaworld") is None
 mujoco = [pytest.mark.mujoco, pytest.mark.skipif(_no_mujoco, reason="needs the mujoco extra")]
 metaworld = [*mujoco, pytest.mark.skipif(_no_metaworld, reason="needs the metaworld extra")]
 
-# Measured on a loaded 2-core CPU: each MuJoCo one under 1 s, Meta-World ML1 4 s, ML10 6 s, so
-# none is marked slow (mark any that grows past ~15 s).
+# Measured on a loaded 2-core CPU: each MuJoCo one under 1 s, Meta-World ML1 4 s, ML10 12 s (most
+# of it building metaworld.ML10's 750 goals), so none is marked slow (mark any past ~15 s).
 SMOKE = [
     pytest.param("cheetah_vel", marks=mujoco),
     pytest.param("cheetah_dir", marks=mujoco),
