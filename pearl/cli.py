@@ -289,6 +289,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.episodes is not None and args.episodes < 1:
         raise UsageError(f"--episodes: expected at least 1, got {args.episodes}")
+    if args.runs is not None and args.runs < 1:
+        raise UsageError(f"--runs: expected at least 1, got {args.runs}")
     folder, run_id = _locate_checkpoints(args.run, args.tracking_uri)
     state = load_checkpoint(args.run) if Path(args.run).is_file() else latest_checkpoint(folder)
     if state is None:
@@ -299,6 +301,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = config_from_dict(yaml.safe_load(state["config_yaml"]), f"{path} (saved config)")
     episodes = args.episodes or cfg.eval.num_episodes
     cfg.eval.deterministic = args.deterministic or cfg.eval.deterministic
+    cfg.eval.num_runs = args.runs or cfg.eval.num_runs
     if episodes < cfg.eval.num_exp_traj_eval:
         raise UsageError(f"--episodes must be at least eval.num_exp_traj_eval ({cfg.eval.num_exp_traj_eval})")
     trainer = Trainer(cfg)
@@ -309,15 +312,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     tasks = trainer.test_tasks if args.tasks == "test" else trainer.tasks.train_tasks
     if len(tasks) == 0:
         raise UsageError(f"no {args.tasks} tasks to evaluate on")
-    if len(tasks) > len(trainer.collector.envs):
-        from pearl.collect import VectorCollector
-
-        trainer.collector = VectorCollector(trainer.tasks.make_env, n_slots=len(tasks),
-                                            max_path_length=trainer.max_path_length, seed=cfg.seed + 10_000,
-                                            device=trainer.device)
     result = trainer.evaluate(tasks, num_episodes=episodes)
     sampled = cfg.eval.deterministic == "last"
-    print(f"checkpoint {path} (iteration {state['iteration']}), {len(tasks)} {args.tasks} tasks, "
+    print(f"checkpoint {path} (iteration {state['iteration']}), {len(tasks)} {args.tasks} tasks x "
+          f"{cfg.eval.num_runs} run(s), "
           + ("sampled actions before the last episode" if sampled else "mean actions in every episode"))
     print(result.table())
     print(f"return with z from the prior: {result.return_prior:.3f}")
@@ -456,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="MLflow run id, checkpoint folder or checkpoint file")
     p.add_argument("--tasks", choices=("test", "train"), default="test", help="which tasks (default: test)")
     p.add_argument("--episodes", type=int, help="episodes per task (default: the config's eval.num_episodes)")
+    p.add_argument("--runs", type=int,
+                   help="independent meta-tests per task, averaged (default: the config's eval.num_runs)")
     p.add_argument("--deterministic", choices=("all", "last"),
                    help="episodes acting with the mean action: all (the paper's protocol) or only the last "
                         "(default: the config's eval.deterministic)")

@@ -92,8 +92,9 @@ class AlgoConfig:
     policy_pre_activation_weight: float = _field(0.0, "L2 weight on the pre-tanh action (pearl variant)", check="nonneg")
     target_entropy: float | None = _field(None, "entropy target (modern variant); null = -action_dim")
     init_alpha: float = _field(1.0, "initial entropy weight (modern variant)", check="positive")
-    sparse_rewards: bool = _field(
-        False, "the context sees the env's sparse reward, the critic the dense one (sparse families)"
+    sparse_rewards: bool | None = _field(
+        None, "the context sees the env's sparse reward, the critic the dense one; null = as the task family "
+        "defines it (true for sparse-point-robot), and a value that contradicts the family is refused"
     )
     autocast_bf16: bool = _field(
         False, "run the policy, Q and V matmuls in bfloat16 (torch.autocast; output layers, losses, encoder and "
@@ -115,11 +116,21 @@ class TrainConfig:
 
     num_iterations: int = _field(500, "meta-training iterations", check="positive")
     num_initial_steps: int = _field(2000, "prior-z steps per training task before the first iteration", check="nonneg")
-    num_tasks_sample: int = _field(5, "training tasks collected on per iteration", check="nonneg")
+    num_tasks_sample: int = _field(
+        5, "training-task visits per iteration, drawn with replacement (as the official code draws them, so it "
+        "may exceed the number of training tasks; a task drawn twice is collected on twice)", check="nonneg",
+    )
     num_steps_prior: int = _field(400, "steps per sampled task with z from the prior (to both buffers)", check="nonneg")
     num_steps_posterior: int = _field(0, "steps per sampled task with z from q(z|c) (to both buffers)", check="nonneg")
     num_extra_rl_steps_posterior: int = _field(
         400, "steps per sampled task with z from q(z|c), to the RL buffer only", check="nonneg"
+    )
+    posterior_phase_start: str = _field(
+        "posterior", "z of the first episode of each posterior-z phase (num_steps_posterior and "
+        "num_extra_rl_steps_posterior): 'posterior' draws it from q(z|c) of the task's context buffer, as the "
+        "paper's Algorithm 1; 'prior' draws it from the prior, as the official code's collection does (it resets "
+        "z before each phase). Either way later episodes re-infer q(z|c) after every episode",
+        choices=("posterior", "prior"),
     )
     num_train_steps_per_itr: int = _field(2000, "gradient steps per iteration", check="nonneg")
     replay_buffer_size: int = _field(1_000_000, "RL buffer capacity per task, in transitions", check="positive")
@@ -132,6 +143,10 @@ class EvalConfig:
     every: int = _field(1, "evaluate every this many iterations (and always after the last)", check="positive")
     num_episodes: int = _field(3, "episodes per task, exploration included", check="positive")
     num_exp_traj_eval: int = _field(1, "leading episodes with z from the prior (posterior sampling)", check="positive")
+    num_runs: int = _field(
+        1, "independent meta-tests per task (each from an empty context), averaged per episode index: the "
+        "official code's num_evals", check="positive",
+    )
     deterministic: str = _field(
         "all", "which meta-test episodes act with the policy's mean action: 'all' (the paper's protocol) or "
         "'last' (earlier episodes sample actions, as meta-training collects the contexts the encoder learns "
@@ -365,11 +380,7 @@ def _validate(cfg: ExperimentConfig, where: str, *, check_registries: bool) -> N
             f"{where}: eval.num_exp_traj_eval: expected at most eval.num_episodes "
             f"({cfg.eval.num_episodes}), got {cfg.eval.num_exp_traj_eval}"
         )
-    if not any(p > 0 for p in (cfg.train.num_initial_steps, cfg.train.num_steps_prior, cfg.train.num_steps_posterior)):
-        raise ConfigError(
-            f"{where}: train.num_initial_steps: expected > 0 when no per-iteration steps go to the context "
-            "buffer, got 0 (the encoder would never see data)"
-        )
+    _validate_schedule(cfg.train, where)
     if any(s <= 0 for s in cfg.algo.hidden_sizes) or not cfg.algo.hidden_sizes:
         raise ConfigError(f"{where}: algo.hidden_sizes: expected a non-empty list of sizes > 0, got {cfg.algo.hidden_sizes}")
     device = cfg.device
@@ -385,10 +396,32 @@ def _validate(cfg: ExperimentConfig, where: str, *, check_registries: bool) -> N
         raise ConfigError(
             f"{where}: env.name: expected a registered task family ({', '.join(sorted(families))}), got {cfg.env.name!r}"
         )
+    sparse = families[cfg.env.name].sparse_reward
+    if cfg.algo.sparse_rewards is not None and cfg.algo.sparse_rewards != sparse:
+        kind = "a sparse reward, which the context sees" if sparse else "no sparse reward"
+        raise ConfigError(
+            f"{where}: algo.sparse_rewards: expected null or {str(sparse).lower()} (task family {cfg.env.name!r} has "
+            f"{kind}; the family decides), got {str(cfg.algo.sparse_rewards).lower()}"
+        )
     try:
         encoders.resolve_encoder_class(cfg.encoder.name)
     except encoders.EncoderError as err:
         raise ConfigError(f"{where}: encoder.name: {err}") from None
+
+
+def _validate_schedule(t: TrainConfig, where: str) -> None:
+    """Refuses collection schedules that would leave a buffer empty when a gradient step samples it."""
+    if t.num_tasks_sample > 0 and t.num_steps_prior + t.num_steps_posterior == 0:
+        raise ConfigError(
+            f"{where}: train.num_steps_prior: expected num_steps_prior + num_steps_posterior > 0 when "
+            f"train.num_tasks_sample > 0 (a visit clears the task's context buffer and only these steps refill "
+            f"it), got {t.num_steps_prior} and {t.num_steps_posterior}"
+        )
+    if t.num_train_steps_per_itr > 0 and t.num_initial_steps == 0:
+        raise ConfigError(
+            f"{where}: train.num_initial_steps: expected > 0 when train.num_train_steps_per_itr > 0 (a gradient "
+            "step may sample any training task, so each needs transitions before the first step), got 0"
+        )
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

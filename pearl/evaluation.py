@@ -3,7 +3,8 @@
 For each task, starting from an empty context: episode ``e`` runs a deterministic policy (by
 default; ``deterministic="last"`` samples actions in all but the last episode) with
 z drawn from the prior for the first ``num_exp_traj_eval`` episodes, and from q(z|c) of all
-context collected so far afterwards, re-inferred after every episode.
+context collected so far afterwards, re-inferred after every episode. ``num_runs`` independent
+meta-tests per task are averaged per episode index (the official code's ``num_evals``).
 
 Shapes:
     K: tasks, E: episodes per task.
@@ -26,14 +27,17 @@ class MetaTestResult:
     """Per-task, per-episode returns of one meta-test.
 
     Attributes:
-        returns: [K, E] return of every episode index (the adaptation curve, "online" returns).
-        successes: [K, E] whether the episode reached success at any step, or None.
+        returns: [K, E] return of every episode index (the adaptation curve, "online" returns),
+            the mean over ``num_runs`` meta-tests of the task.
+        successes: [K, E] the fraction of runs whose episode reached success at any step, or None.
         num_exp_traj_eval: leading episodes that used z from the prior.
+        num_runs: independent meta-tests averaged per task.
     """
 
     returns: np.ndarray
     successes: np.ndarray | None
     num_exp_traj_eval: int
+    num_runs: int = 1
 
     @property
     def return_prior(self) -> float:
@@ -85,17 +89,52 @@ def meta_test(
     sparse_rewards: bool,
     has_success: bool,
     deterministic: str = "all",
+    num_runs: int = 1,
 ) -> MetaTestResult:
-    """Run the meta-test protocol on ``tasks`` (all at once, one env slot each).
+    """Run the meta-test protocol ``num_runs`` times on each of ``tasks``, averaged per task.
 
-    ``deterministic``: ``"all"`` episodes act with the policy's mean action (the paper's protocol),
-    or only the ``"last"`` one, the earlier ones sampling actions from the policy.
+    All ``K * num_runs`` meta-tests run side by side, one env slot each, in groups of as many as
+    the collector has slots. ``deterministic``: ``"all"`` episodes act with the policy's mean
+    action (the paper's protocol), or only the ``"last"`` one, the earlier ones sampling actions
+    from the policy.
 
     Returns are summed over the reward the context sees: the sparse reward on sparse tasks (as the
     paper reports them), the env reward otherwise.
 
     Shapes:
         tasks [K, P] -> MetaTestResult with returns [K, num_episodes]
+    """
+    rows = np.repeat(np.asarray(tasks), num_runs, axis=0)  # [K * R, P]: the runs of a task together
+    slots = len(collector.envs)
+    parts = [_meta_test_slots(agent, collector, rows[i : i + slots], num_episodes=num_episodes,
+                              num_exp_traj_eval=num_exp_traj_eval, use_next_obs=use_next_obs,
+                              sparse_rewards=sparse_rewards, has_success=has_success, deterministic=deterministic)
+             for i in range(0, len(rows), slots)]
+    returns = np.concatenate([r for r, _ in parts]) if parts else np.zeros((0, num_episodes))
+    returns = returns.reshape(len(tasks), num_runs, num_episodes).mean(axis=1)
+    successes = None
+    if has_success:
+        successes = np.concatenate([s for _, s in parts]) if parts else np.zeros((0, num_episodes))
+        successes = successes.reshape(len(tasks), num_runs, num_episodes).mean(axis=1)
+    return MetaTestResult(returns, successes, num_exp_traj_eval, num_runs)
+
+
+def _meta_test_slots(
+    agent: PEARLAgent,
+    collector: VectorCollector,
+    tasks: np.ndarray,
+    *,
+    num_episodes: int,
+    num_exp_traj_eval: int,
+    use_next_obs: bool,
+    sparse_rewards: bool,
+    has_success: bool,
+    deterministic: str,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """One meta-test of each of ``tasks``, side by side in the collector's first ``K`` slots.
+
+    Shapes:
+        tasks [K, P] -> (returns [K, E], successes [K, E] or None)
     """
     K, device = len(tasks), collector.device
     returns = np.zeros((K, num_episodes))
@@ -118,7 +157,7 @@ def meta_test(
             batch = TransitionBatch(*(torch.as_tensor(x[k, :n][None], device=device) for x in (
                 ro.observations, ro.actions, ro.rewards, ro.next_observations, ro.terminals, ro.sparse_rewards)))
             contexts[k].append(make_context(batch, use_next_obs=use_next_obs, sparse_rewards=sparse_rewards)[0])
-    return MetaTestResult(returns, successes, num_exp_traj_eval)
+    return returns, successes
 
 
 def _posterior_samples(agent: PEARLAgent, contexts: list[torch.Tensor]) -> torch.Tensor:

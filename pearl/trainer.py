@@ -1,9 +1,9 @@
 """Meta-training (PEARL's Algorithm 1), read top to bottom as its flow.
 
 Per iteration:
-  1. collect on ``num_tasks_sample`` training tasks: clear each one's context buffer, then
-     prior-z steps (both buffers), posterior-z steps (both buffers), extra posterior-z steps
-     (RL buffer only);
+  1. collect on ``num_tasks_sample`` training tasks drawn with replacement: per visit, clear the
+     task's context buffer, then prior-z steps (both buffers), posterior-z steps (both buffers),
+     extra posterior-z steps (RL buffer only);
   2. ``num_train_steps_per_itr`` gradient steps on meta-batches of tasks;
   3. meta-test on held-out tasks (and some training tasks), log to MLflow, checkpoint.
 """
@@ -92,10 +92,7 @@ class Trainer:
         self.obs_dim = int(np.prod(probe.observation_space.shape))
         self.action_dim = int(np.prod(probe.action_space.shape))
         probe.close()
-        self.sparse_rewards = cfg.algo.sparse_rewards
-        if cfg.train.num_tasks_sample > self.n_train:
-            raise ConfigError(f"train.num_tasks_sample: expected at most the {self.n_train} training tasks, "
-                              f"got {cfg.train.num_tasks_sample}")
+        self.sparse_rewards = self.tasks.sparse_reward  # the family decides (the config may only agree)
 
         ctx_dim = context_dim(self.obs_dim, self.action_dim, use_next_obs=cfg.encoder.use_next_obs)
         encoder = encoders.build_encoder(cfg.encoder.name, context_dim=ctx_dim, latent_dim=cfg.encoder.latent_dim,
@@ -113,7 +110,8 @@ class Trainer:
         self.test_tasks = self.tasks.test_tasks[: cfg.eval.n_test_tasks]
         n_eval_train = min(cfg.eval.n_train_tasks, self.n_train)
         self.eval_train_ids = np.sort(self.rng.choice(self.n_train, n_eval_train, replace=False))
-        n_slots = max(cfg.train.num_tasks_sample, len(self.test_tasks), n_eval_train, 1)
+        runs = cfg.eval.num_runs  # one slot per meta-test run, so that the runs go side by side
+        n_slots = max(min(cfg.train.num_tasks_sample, self.n_train), len(self.test_tasks) * runs, n_eval_train * runs, 1)
         self.collector = VectorCollector(self.tasks.make_env, n_slots=n_slots, max_path_length=self.max_path_length,
                                          seed=cfg.seed, device=self.device)
         self.iteration = 0  # iterations completed
@@ -134,26 +132,37 @@ class Trainer:
             self._collect(ids, n, posterior=False, to_context=True)
 
     def collect_iteration(self) -> np.ndarray:
-        """Algorithm 1's data collection on ``num_tasks_sample`` distinct training tasks."""
+        """Algorithm 1's data collection on ``num_tasks_sample`` training tasks drawn with replacement.
+
+        Visits of distinct tasks run side by side; a task drawn ``n`` times is visited ``n`` times
+        in turn, each visit clearing its context buffer first, as sequential visits would.
+
+        Returns:
+            ``[num_tasks_sample]`` the task ids drawn, in drawing order.
+        """
         t = self.cfg.train
-        ids = np.sort(self.rng.choice(self.n_train, t.num_tasks_sample, replace=False))
-        for i in ids:
-            self.enc_buffer.clear(int(i))
-        self._collect(ids, t.num_steps_prior, posterior=False, to_context=True)
-        self._collect(ids, t.num_steps_posterior, posterior=True, to_context=True)
-        self._collect(ids, t.num_extra_rl_steps_posterior, posterior=True, to_context=False)
+        ids = self.rng.integers(0, self.n_train, t.num_tasks_sample)
+        for visit in visit_rounds(ids):
+            for i in visit:
+                self.enc_buffer.clear(int(i))
+            self._collect(visit, t.num_steps_prior, posterior=False, to_context=True)
+            self._collect(visit, t.num_steps_posterior, posterior=True, to_context=True)
+            self._collect(visit, t.num_extra_rl_steps_posterior, posterior=True, to_context=False)
         return ids
 
     def _collect(self, task_ids: np.ndarray, n_steps: int, *, posterior: bool, to_context: bool) -> None:
         """Roll out ``n_steps`` per task. Posterior z is re-inferred from the task's context buffer
-        after every episode-length chunk (PEARL's ``update_post_train`` of one trajectory)."""
+        after every episode-length chunk (PEARL's ``update_post_train`` of one trajectory); with
+        ``train.posterior_phase_start: prior`` the phase's first chunk draws z from the prior."""
         if n_steps <= 0 or len(task_ids) == 0:
             return
         chunk = self.max_path_length if posterior else n_steps
+        prior_first = posterior and self.cfg.train.posterior_phase_start == "prior"
         done = 0
         while done < n_steps:
             steps = min(chunk, n_steps - done)
-            z_dist = self._posterior_from_buffer(task_ids) if posterior else self.agent.prior(len(task_ids))
+            from_prior = not posterior or (prior_first and done == 0)
+            z_dist = self.agent.prior(len(task_ids)) if from_prior else self._posterior_from_buffer(task_ids)
             rollouts = self.collector.rollout(self.agent, self.tasks.train_tasks[task_ids], steps,
                                               _sampler(z_dist))
             self._store(task_ids, rollouts, to_context=to_context)
@@ -215,7 +224,7 @@ class Trainer:
             self.agent, self.collector, tasks, num_episodes=num_episodes or e.num_episodes,
             num_exp_traj_eval=e.num_exp_traj_eval, use_next_obs=self.cfg.encoder.use_next_obs,
             sparse_rewards=self.sparse_rewards, has_success=self.tasks.has_success,
-            deterministic=e.deterministic,
+            deterministic=e.deterministic, num_runs=e.num_runs,
         )
 
     # ------------------------------------------------------------------------------------------
@@ -350,13 +359,15 @@ class Trainer:
             self.rl_buffer.load_state_dict(_to_arrays(state["rl_buffer"]))
             self.enc_buffer.load_state_dict(_to_arrays(state["enc_buffer"]))
             rng = state["rng"]
-            if len(rng["envs"]) != len(self.collector.envs):
-                raise ValueError(f"{len(rng['envs'])} env RNG states for {len(self.collector.envs)} envs")
+            if len(rng["envs"]) != len(rng["action_spaces"]):
+                raise ValueError(f"{len(rng['envs'])} env RNG states for {len(rng['action_spaces'])} action spaces")
             self.rng.bit_generator.state = rng["numpy"]
             random.setstate(_as_tuple(rng["python"]))
             torch.set_rng_state(rng["torch"])
             if rng.get("torch_cuda") and self.device.type == "cuda":
                 torch.cuda.set_rng_state_all(rng["torch_cuda"])
+            # The slot count follows eval.n_test_tasks, which a resume may change: slots that exist in
+            # both continue their streams, a new slot starts from its seed.
             for env, env_state, space_state in zip(self.collector.envs, rng["envs"], rng["action_spaces"]):
                 env.unwrapped.np_random.bit_generator.state = env_state
                 env.action_space.np_random.bit_generator.state = space_state
@@ -399,6 +410,18 @@ class _Mixed(torch.distributions.Distribution):
         z = self.prior.sample(sample_shape)
         z[..., self.mask, :] = self.posterior.sample(sample_shape)
         return z
+
+
+def visit_rounds(task_ids: np.ndarray) -> list[np.ndarray]:
+    """Splits task visits into rounds of distinct tasks: round ``r`` holds, sorted, every task drawn
+    more than ``r`` times, so each task's visits keep their order.
+
+    Examples:
+        >>> [r.tolist() for r in visit_rounds(np.array([3, 1, 3, 0, 3]))]
+        [[0, 1, 3], [3], [3]]
+    """
+    tasks, counts = np.unique(np.asarray(task_ids, dtype=np.int64), return_counts=True)
+    return [tasks[counts > r] for r in range(int(counts.max(initial=0)))]
 
 
 def _sampler(dist: torch.distributions.Distribution) -> Callable[[np.ndarray], torch.Tensor]:

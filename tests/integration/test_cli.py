@@ -75,7 +75,12 @@ def test_train_logs_a_finished_run(tmp_path: Path, tiny_config_dict: dict) -> No
         (["algo.typo=1"], "algo.typo"),
         (["env.name=moon-lander"], "env.name"),
         (["encoder.name=nope"], "encoder.name"),
-        (["train.num_tasks_sample=100"], "train.num_tasks_sample"),
+        (["train.num_steps_prior=0", "train.num_steps_posterior=0"], "train.num_steps_prior"),
+        (["train.num_initial_steps=0"], "train.num_initial_steps"),
+        (["algo.sparse_rewards=true"], "algo.sparse_rewards"),
+        (["env.name=sparse-point-robot", "algo.sparse_rewards=false"], "algo.sparse_rewards"),
+        (["eval.num_runs=0"], "eval.num_runs"),
+        (["train.posterior_phase_start=sometimes"], "train.posterior_phase_start"),
     ],
 )
 def test_bad_config_exits_2_names_key_and_creates_no_run(

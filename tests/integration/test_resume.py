@@ -306,6 +306,20 @@ def test_resume_refuses_config_changes_it_cannot_take_and_names_them(
     assert {p.name: p.read_bytes() for p in folder.glob("ckpt_*.pt")} == before
 
 
+def test_resume_may_change_the_number_of_evaluated_tasks(
+    reference: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """eval.n_test_tasks sets how many env slots there are; a resume that changes it still runs."""
+    folder = _copy_checkpoints(reference, tmp_path / "ckpts")
+    store = tmp_path / "store"
+    store.mkdir()
+    shutil.copy(Path(reference["uri"].removeprefix("sqlite:///")), store / "mlflow.db")  # the reference stays as is
+    code, err = pearl("resume", str(folder), "--set", "train.num_iterations=6", "--set", "eval.n_test_tasks=1",
+                      "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}", capsys=capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in folder.glob("ckpt_*.pt"))[-1] == "ckpt_000006.pt"
+
+
 def test_resume_skips_a_broken_newest_checkpoint_and_sets_it_aside(
     reference: dict, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -46,3 +46,46 @@ def test_which_episodes_act_deterministically(tiny_config_dict: dict, mode: str,
     result = trainer.evaluate(trainer.test_tasks)
     assert seen == expected
     assert result.returns.shape == (len(trainer.test_tasks), 4)
+
+
+def test_runs_are_independent_meta_tests_averaged_per_task(tiny_config_dict: dict) -> None:
+    """eval.num_runs (the official num_evals): every run starts from an empty context and its own
+    starts; the result is their mean per task and episode index."""
+    tiny_config_dict["eval"].update(num_episodes=3, num_runs=4)
+    trainer = Trainer(config_from_dict(tiny_config_dict))
+    rows: list[np.ndarray] = []
+    returns: list[np.ndarray] = []
+    original = trainer.collector.rollout
+
+    def rollout(agent, tasks, *args, **kwargs):
+        ro = original(agent, tasks, *args, **kwargs)
+        rows.append(np.asarray(tasks))
+        returns.append(ro.rewards[..., 0].sum(axis=1))
+        return ro
+
+    trainer.collector.rollout = rollout
+    tasks = trainer.test_tasks  # 3 tasks x 4 runs = 12 side by side (the trainer made the slots for them)
+    result = trainer.evaluate(tasks)
+    assert len(rows) == 3 and all(r.shape == (12, 2) for r in rows)
+    np.testing.assert_array_equal(rows[0], np.repeat(tasks, 4, axis=0))
+    per_run = np.stack(returns, axis=1).reshape(3, 4, 3)  # [K, R, E]
+    assert not np.allclose(per_run[:, 0], per_run[:, 1])  # the runs differ (random starts, fresh z)
+    np.testing.assert_allclose(result.returns, per_run.mean(axis=1))
+    assert result.num_runs == 4
+
+
+def test_more_meta_tests_than_slots_run_in_groups(tiny_config_dict: dict) -> None:
+    trainer = Trainer(config_from_dict(tiny_config_dict))
+    assert len(trainer.collector.envs) == 3  # the tiny config's 3 test tasks
+    tasks = trainer.tasks.train_tasks  # 6 tasks: two groups of 3
+    sizes: list[int] = []
+    original = trainer.collector.rollout
+
+    def rollout(agent, tasks, *args, **kwargs):
+        sizes.append(len(tasks))
+        return original(agent, tasks, *args, **kwargs)
+
+    trainer.collector.rollout = rollout
+    result = trainer.evaluate(tasks, num_episodes=2)
+    assert result.returns.shape == (6, 2)
+    assert sizes == [3, 3, 3, 3]  # group 1: episodes 0 and 1, then group 2

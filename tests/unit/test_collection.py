@@ -1,0 +1,66 @@
+"""Meta-training collection (Algorithm 1): which z each phase's episodes use, and where data goes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyro.distributions as dist
+import pytest
+import torch
+
+from pearl.config import config_from_dict
+from pearl.trainer import Trainer
+
+POSTERIOR_LOC = 100.0  # a stand-in q(z|c) far from the prior, so that each z tells its source
+
+
+@pytest.mark.parametrize(
+    ("start", "posterior_phase", "extra_phase"),
+    [("posterior", ["q", "q", "q"], ["q", "q"]),  # the paper's Algorithm 1
+     ("prior", ["prior", "q", "q"], ["prior", "q"])],  # the official collect_data: each phase starts from the prior
+)
+def test_posterior_phase_start(tiny_config_dict: dict, start: str, posterior_phase: list, extra_phase: list) -> None:
+    # one task visit, 20-step episodes: 1 prior-phase episode, then 3 posterior and 2 extra RL-only posterior episodes
+    tiny_config_dict["train"].update(num_tasks_sample=1, num_steps_prior=20, num_steps_posterior=60,
+                                     num_extra_rl_steps_posterior=40, posterior_phase_start=start)
+    trainer = Trainer(config_from_dict(tiny_config_dict, "tiny"))
+    trainer.collect_initial()
+    latent = trainer.cfg.encoder.latent_dim
+
+    def stand_in(task_ids: np.ndarray) -> torch.distributions.Distribution:
+        return dist.Normal(torch.full((len(task_ids), latent), POSTERIOR_LOC), 1e-3).to_event(1)
+
+    trainer._posterior_from_buffer = stand_in
+    sources: list[str] = []
+    original = trainer.collector.rollout
+
+    def rollout(agent, tasks, n_steps, z_source, **kwargs):
+        z = z_source(np.ones(len(tasks), bool))
+        sources.append("q" if torch.all(z > POSTERIOR_LOC / 2) else "prior")
+        return original(agent, tasks, n_steps, lambda _starting: z, **kwargs)
+
+    trainer.collector.rollout = rollout
+    context_before = trainer.enc_buffer.sizes.copy()
+    ids = trainer.collect_iteration()
+    assert sources == ["prior", *posterior_phase, *extra_phase]
+    # the context buffer of a visited task holds the prior and posterior phases, not the extra RL steps
+    visited = np.unique(ids)
+    np.testing.assert_array_equal(trainer.enc_buffer.sizes[visited], 80)
+    unvisited = np.setdiff1d(np.arange(trainer.n_train), visited)
+    np.testing.assert_array_equal(trainer.enc_buffer.sizes[unvisited], context_before[unvisited])
+
+
+def test_sparse_family_feeds_the_context_its_sparse_reward_by_default(tiny_config_dict: dict) -> None:
+    tiny_config_dict["env"]["name"] = "sparse-point-robot"
+    cfg = config_from_dict(tiny_config_dict, "tiny")
+    assert cfg.algo.sparse_rewards is None  # not set: the family decides
+    trainer = Trainer(cfg)
+    assert trainer.sparse_rewards
+    trainer.collect_initial()
+    ids = np.arange(trainer.n_train)
+    rng = np.random.default_rng(0)
+    batch = trainer.enc_buffer.sample(ids, 64, rng)
+    context = trainer._context(ids)  # [T, N, (x, y, a_x, a_y, r)]
+    rewards = context[..., 4]
+    assert torch.all((rewards == 0) | (rewards > 0.8))  # 0 outside the goal radius, 1 - distance inside
+    assert torch.all(batch.rewards < 0)  # the critic's reward stays dense: -distance
+    assert torch.all(batch.sparse_rewards >= 0)
