@@ -26,7 +26,7 @@ test: install
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treating it as a failure"; fi; \
 	exit $$rc
 
-# The point-robot learning test: point_robot_fast.yaml trained on 3 seeds, about 11 minutes each.
+# The point-robot learning test: point_robot_fast_explore.yaml trained on 3 seeds, about 11 minutes each.
 test-learning: install
 	$(BIN)/python -m pytest --runslow -s $(PYTEST_ARGS) tests/learning/test_point_robot.py
 
