@@ -37,6 +37,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _outside_the_checkout(tmp_path_factory: pytest.TempPathFactory):
+    """Module- and session-scoped fixtures run in a throwaway folder too: MLflow roots a new
+    experiment's artifacts (``mlruns/``) in the working directory, which must stay the checkout's."""
+    outputs = ("mlruns", "mlflow.db", "checkpoints", "latents", "MUJOCO_LOG.TXT")
+    there = {name for name in outputs if (REPO / name).exists()}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path_factory.mktemp("workdir"))
+        yield
+    written = [name for name in outputs if name not in there and (REPO / name).exists()]
+    assert not written, f"the tests wrote {written} into the checkout {REPO}"
+
+
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test runs in its own folder with its own MLflow store, and single-threaded torch."""
