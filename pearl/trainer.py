@@ -17,7 +17,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -30,7 +30,6 @@ from pearl.checkpoint import CheckpointError, incompatible_differences, latest_c
 from pearl.collect import Rollouts, VectorCollector
 from pearl.config import ConfigError, ExperimentConfig
 from pearl.evaluation import MetaTestResult, meta_test
-from pearl.latents import training_summary
 from pearl.sac import SACLearner
 
 log = logging.getLogger(__name__)
@@ -54,6 +53,16 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+@dataclass(frozen=True)
+class IterationHook:
+    """Extra metrics of an iteration, every ``every`` iterations and after the last (e.g. the latent
+    summary, :func:`pearl.latents.training_summary`). ``metrics`` runs after the evaluation and must
+    leave the training as it found it (RNG states included)."""
+
+    every: int
+    metrics: Callable[[Trainer], dict[str, float]]
+
+
 @dataclass
 class IterationResult:
     """What one iteration produced (for callers and progress displays)."""
@@ -70,10 +79,14 @@ class Trainer:
     Args:
         cfg: the validated experiment config.
         checkpoint_dir: where this run's checkpoints go (None: no checkpoints).
+        hooks: extra metrics per iteration. ``eval.latent_every`` is such a hook, added by
+            :func:`pearl.runs.build_trainer`; a bare ``Trainer(cfg)`` logs no latent summary.
     """
 
-    def __init__(self, cfg: ExperimentConfig, *, checkpoint_dir: str | Path | None = None) -> None:
+    def __init__(self, cfg: ExperimentConfig, *, checkpoint_dir: str | Path | None = None,
+                 hooks: Sequence[IterationHook] = ()) -> None:
         self.cfg = cfg
+        self.hooks = list(hooks)
         self.device = resolve_device(cfg.device)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         random.seed(cfg.seed)
@@ -249,8 +262,9 @@ class Trainer:
             metrics.update(test.metrics("eval/test"))
             if len(self.eval_train_ids):
                 metrics.update(self.evaluate(self.tasks.train_tasks[self.eval_train_ids]).metrics("eval/train"))
-        if cfg.eval.latent_every and ((self.iteration + 1) % cfg.eval.latent_every == 0 or last):
-            metrics.update(training_summary(self))  # RNG-neutral: training continues exactly as without it
+        for hook in self.hooks:
+            if (self.iteration + 1) % hook.every == 0 or last:
+                metrics.update(hook.metrics(self))
         t3 = time.perf_counter()
         self.iteration += 1
         self.wall_time += t3 - t0

@@ -178,7 +178,7 @@ def test_sigkill_after_first_checkpoint_then_resume_matches_uninterrupted_run(
     assert run.info.status == "FINISHED"
     assert_same_metrics(metrics_of(uri, run.info.run_id), reference["metrics"])
     # the learning-curve plot of the resumed run is drawn from every evaluation, before the kill too
-    from pearl.cli import evaluation_history
+    from pearl.runs import evaluation_history
     from pearl.tracking import Tracker
 
     history = evaluation_history(Tracker(uri, run_id=run.info.run_id))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from pearl.config import ConfigError, config_from_dict
+from pearl.runs import build_trainer
 from pearl.trainer import Trainer, visit_rounds
 from tests.conftest import TINY
 
@@ -65,7 +66,7 @@ RUNS = [
 @pytest.mark.parametrize("changes", RUNS)
 def test_every_config_that_validates_trains(changes: dict) -> None:
     cfg = config_from_dict(_config(changes), "tiny")
-    trainer = Trainer(cfg)
+    trainer = build_trainer(cfg)  # with the hooks the config asks for (the latent summary)
     for _ in range(2):
         result = trainer.run_iteration()
     losses = {k: v for k, v in result.metrics.items() if k.startswith("train/loss_")}

@@ -251,11 +251,12 @@ def test_buffer_source_with_empty_buffers_is_an_empty_task_set(point_trainer) ->
 
 def test_periodic_latent_summary_is_logged_and_does_not_change_training(tiny_config_dict) -> None:
     from pearl.config import config_from_dict
+    from pearl.runs import build_trainer
     from pearl.trainer import Trainer
 
     def run(latent_every: int) -> tuple[Trainer, list[dict]]:
         d = {**tiny_config_dict, "eval": {**tiny_config_dict["eval"], "latent_every": latent_every}}
-        trainer = Trainer(config_from_dict(d, "tiny"))
+        trainer = build_trainer(config_from_dict(d, "tiny"))  # the latent summary is a hook it adds
         return trainer, [trainer.run_iteration().metrics for _ in range(2)]
 
     with_summary, metrics_on = run(1)
