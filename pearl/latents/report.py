@@ -203,7 +203,8 @@ def gather_contexts(
     """Context for every task of ``splits`` of the trainer's task distribution.
 
     ``rollouts``: fresh episodes with posterior sampling (the meta-test protocol: the first
-    ``eval.num_exp_traj_eval`` episodes with z from the prior), ``n_context`` transitions per task
+    ``eval.num_exp_traj_eval`` episodes with z from the prior, mean actions as ``eval.deterministic``
+    says; one meta-test per task, whatever ``eval.num_runs``), ``n_context`` transitions per task
     (default: :func:`context_budget`). ``buffer``: the first ``n_context`` transitions (default all)
     of each training task's context buffer, the data the encoder trains on; tasks with an empty
     buffer are left out, and test tasks have no buffer.
@@ -233,7 +234,8 @@ def gather_contexts(
             ctx = collect_contexts(trainer.agent, trainer.collector, tasks,
                                    n_transitions=n_context or context_budget(trainer),
                                    num_exp_traj_eval=cfg.eval.num_exp_traj_eval,
-                                   use_next_obs=cfg.encoder.use_next_obs, sparse_rewards=trainer.sparse_rewards)
+                                   use_next_obs=cfg.encoder.use_next_obs, sparse_rewards=trainer.sparse_rewards,
+                                   deterministic=cfg.eval.deterministic)
         part = TaskContexts(tasks, ids, np.full(len(tasks), split, dtype=object), ctx)
         parts.append(part.select(part.n_context > 0))
     if sum(len(p) for p in parts) == 0:
