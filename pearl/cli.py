@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
-TRACKING_URI_HELP = "MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)"
-RUN_HELP = "MLflow run id, checkpoint folder or checkpoint file"
 
 
 class UsageError(Exception):
@@ -24,16 +22,9 @@ class UsageError(Exception):
 
 
 def _bad_input_types() -> tuple[type[BaseException], ...]:
-    import encoders
-    import envs
-    from pearl.checkpoint import CheckpointError
-    from pearl.config import ConfigError
-    from pearl.latents import LatentError
-    from pearl.runs import RunError
-    from pearl.tracking import TrackingError
+    from pearl.runs import BAD_INPUT
 
-    return (UsageError, RunError, ConfigError, encoders.EncoderError, envs.EnvError, CheckpointError,
-            TrackingError, LatentError)
+    return (UsageError, *BAD_INPUT)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -118,9 +109,6 @@ class _Progress:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from pearl import runs
 
-    for flag, value in (("--episodes", args.episodes), ("--runs", args.runs)):
-        if value is not None and value < 1:
-            raise UsageError(f"{flag}: expected at least 1, got {value}")
     overrides = [*([f"eval.num_runs={args.runs}"] if args.runs else []),
                  *([f"eval.deterministic={args.deterministic}"] if args.deterministic else [])]
     loaded = runs.load_run(args.run, tracking_uri=args.tracking_uri, overrides=overrides)
@@ -216,44 +204,47 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _command(sub: Any, name: str, func: Any, *, help: str, description: str,
+             names_a_run: bool = False) -> argparse.ArgumentParser:
+    """A subcommand's parser; one that names a run takes RUN and --tracking-uri."""
+    p = sub.add_parser(name, help=help, description=description)
+    p.set_defaults(func=func)
+    if names_a_run:
+        p.add_argument("run", help="MLflow run id, checkpoint folder or checkpoint file")
+        p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    return p
+
+
 def _add_training_commands(sub: Any) -> None:
-    p = sub.add_parser("train", help="meta-train from an experiment config",
-                       description="Meta-train from a YAML experiment config, logging to MLflow.")
+    p = _command(sub, "train", cmd_train, help="meta-train from an experiment config",
+                 description="Meta-train from a YAML experiment config, logging to MLflow.")
     p.add_argument("config", type=Path, help="experiment YAML (see experiments/)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set algo.kl_lambda=1.0 --set seed=3 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("resume", help="continue a run from its last good checkpoint",
-                       description="Continue a run in the same MLflow run from its last good checkpoint.")
-    p.add_argument("run", help=RUN_HELP)
+    p = _command(sub, "resume", cmd_resume, help="continue a run from its last good checkpoint", names_a_run=True,
+                 description="Continue a run in the same MLflow run from its last good checkpoint.")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="change the saved config where a resumed run allows it, e.g. --set train.num_iterations=1000")
-    p.add_argument("--tracking-uri", help=TRACKING_URI_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_resume)
 
 
 def _add_inspection_commands(sub: Any) -> None:
-    p = sub.add_parser("evaluate", help="meta-test a trained agent",
-                       description="Run the meta-test protocol on fresh episodes and print the adaptation curve.")
-    p.add_argument("run", help=RUN_HELP)
+    p = _command(sub, "evaluate", cmd_evaluate, help="meta-test a trained agent", names_a_run=True,
+                 description="Run the meta-test protocol on fresh episodes and print the adaptation curve.")
     p.add_argument("--tasks", choices=("test", "train"), default="test", help="which tasks (default: test)")
-    p.add_argument("--episodes", type=int, help="episodes per task (default: the config's eval.num_episodes)")
-    p.add_argument("--runs", type=int,
+    p.add_argument("--episodes", type=_positive_int, help="episodes per task (default: the config's eval.num_episodes)")
+    p.add_argument("--runs", type=_positive_int,
                    help="independent meta-tests per task, averaged (default: the config's eval.num_runs)")
     p.add_argument("--deterministic", choices=("all", "last"),
                    help="episodes acting with the mean action: all (the paper's protocol) or only the last "
                         "(default: the config's eval.deterministic)")
-    p.add_argument("--tracking-uri", help=TRACKING_URI_HELP)
-    p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("embed", help="inspect latent task embeddings of a run",
-                       description="Inspect the latent task embeddings q(z|c) of a trained run: a table of posteriors "
-                                   "per task, a linear probe to the true task parameters, posterior contraction, "
-                                   "active latent dims, and plots. Writes them to --out and logs them to the run.")
-    p.add_argument("run", help=RUN_HELP)
+    p = _command(sub, "embed", cmd_embed, help="inspect latent task embeddings of a run", names_a_run=True,
+                 description="Inspect the latent task embeddings q(z|c) of a trained run: a table of posteriors per "
+                             "task, a linear probe to the true task parameters, posterior contraction, active latent "
+                             "dims, and plots. Writes them to --out and logs them to the run.")
     p.add_argument("--tasks", choices=("test", "train", "all"), default="all",
                    help="which tasks (default: all; the probe is fit on train tasks and scored on test tasks)")
     p.add_argument("--n-context", type=_positive_int, metavar="N",
@@ -264,24 +255,19 @@ def _add_inspection_commands(sub: Any) -> None:
     p.add_argument("--projection", choices=("pca", "tsne", "umap"), default="pca",
                    help="2-D projection of the posterior means (default pca; tsne needs scikit-learn, umap umap-learn)")
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: latents/<run id>)")
-    p.add_argument("--tracking-uri", help=TRACKING_URI_HELP)
     p.add_argument("--no-log", action="store_true", help="do not log to the MLflow run")
-    p.set_defaults(func=cmd_embed)
 
 
 def _add_registry_commands(sub: Any) -> None:
-    p = sub.add_parser("list", help="registered task families and encoders",
-                       description="List the registered task families (env.name) and encoders (encoder.name).")
-    p.set_defaults(func=cmd_list)
-
-    p = sub.add_parser("check-encoder", help="check an encoder against the contract",
-                       description="Check a registered encoder or a 'package.module:ClassName' against the contract.")
+    _command(sub, "list", cmd_list, help="registered task families and encoders",
+             description="List the registered task families (env.name) and encoders (encoder.name).")
+    p = _command(sub, "check-encoder", cmd_check_encoder, help="check an encoder against the contract",
+                 description="Check a registered encoder or a 'package.module:ClassName' against the contract.")
     p.add_argument("encoder", help="registered name or package.module:ClassName")
     p.add_argument("--context-dim", type=int, default=5, help="size of one context transition (default 5)")
     p.add_argument("--latent-dim", type=int, default=5, help="size of z (default 5)")
     p.add_argument("--kwargs", default="{}", help="encoder keyword arguments as JSON")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.set_defaults(func=cmd_check_encoder)
 
 
 def build_parser() -> argparse.ArgumentParser:

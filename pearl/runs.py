@@ -30,6 +30,8 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
+import encoders
+import envs
 import pearl
 from pearl import latents
 from pearl.checkpoint import (CheckpointError, CheckpointWriteError, FolderLock, incompatible_differences,
@@ -52,6 +54,11 @@ class RunNotInStore(RunError):
 
 class NothingToResume(Exception):
     """The run has already reached ``train.num_iterations``; the message says how to train longer."""
+
+
+BAD_INPUT: tuple[type[Exception], ...] = (RunError, ConfigError, CheckpointError, TrackingError, envs.EnvError,
+                                          encoders.EncoderError, latents.LatentError)
+"""What bad input raises here: one message that names the problem (the CLI's exit code 2)."""
 
 
 def build_trainer(cfg: ExperimentConfig) -> Trainer:
