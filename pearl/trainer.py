@@ -30,7 +30,7 @@ from pearl.checkpoint import CheckpointError, incompatible_differences, latest_c
 from pearl.collect import Rollouts, VectorCollector
 from pearl.config import ConfigError, ExperimentConfig
 from pearl.evaluation import MetaTestResult, meta_test
-from pearl.sac import SACLearner
+from pearl.sac import make_learner
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +112,8 @@ class Trainer:
                                          kwargs=cfg.encoder.kwargs)
         self.agent = PEARLAgent(encoder, obs_dim=self.obs_dim, action_dim=self.action_dim,
                                 hidden_sizes=cfg.algo.hidden_sizes).to(self.device)
-        self.learner = SACLearner(self.agent, obs_dim=self.obs_dim, action_dim=self.action_dim,
-                                  cfg=cfg.algo).to(self.device)
+        self.learner = make_learner(self.agent, obs_dim=self.obs_dim, action_dim=self.action_dim,
+                                    cfg=cfg.algo).to(self.device)
 
         buffer_shape = dict(n_tasks=self.n_train, obs_dim=self.obs_dim, action_dim=self.action_dim)
         self.rl_buffer = MultiTaskBuffer(capacity=cfg.train.replay_buffer_size, **buffer_shape)

@@ -14,7 +14,7 @@ from pearl.agent import PEARLAgent
 from pearl.buffers import TransitionBatch, context_dim
 from pearl.collect import VectorCollector
 from pearl.config import AlgoConfig
-from pearl.sac import SACLearner
+from pearl.sac import SACLearner, make_learner
 
 O, A, L, T, B, N = 3, 2, 4, 5, 7, 6
 
@@ -25,7 +25,7 @@ def _learner(variant: str = "pearl", **overrides) -> SACLearner:
                                  kwargs={"hidden_sizes": [16]})
     agent = PEARLAgent(enc, obs_dim=O, action_dim=A, hidden_sizes=[16, 16])
     cfg = AlgoConfig(variant=variant, hidden_sizes=[16, 16], **overrides)
-    return SACLearner(agent, obs_dim=O, action_dim=A, cfg=cfg)
+    return make_learner(agent, obs_dim=O, action_dim=A, cfg=cfg)
 
 
 def _batch(seed: int = 0) -> tuple[TransitionBatch, torch.Tensor]:
