@@ -110,7 +110,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from pearl import runs
 
     overrides = [*([f"eval.num_runs={args.runs}"] if args.runs else []),
-                 *([f"eval.deterministic={args.deterministic}"] if args.deterministic else [])]
+                 *([f"eval.deterministic_episodes={args.deterministic_episodes}"] if args.deterministic_episodes else [])]
     loaded = runs.load_run(args.run, tracking_uri=args.tracking_uri, overrides=overrides)
     e = loaded.cfg.eval
     episodes = args.episodes or e.num_episodes
@@ -119,7 +119,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = runs.evaluate(loaded, split=args.tasks, num_episodes=episodes)
     n_tasks = result.returns.shape[0]
     print(f"checkpoint {loaded.checkpoint} (iteration {loaded.iteration}), {n_tasks} {args.tasks} tasks x "
-          f"{e.num_runs} run(s), " + ("sampled actions before the last episode" if e.deterministic == "last"
+          f"{e.num_runs} run(s), " + ("sampled actions before the last episode" if e.deterministic_episodes == "last"
                                       else "mean actions in every episode"))
     print(result.table())
     print(f"return with z from the prior: {result.return_prior:.3f}")
@@ -237,9 +237,9 @@ def _add_inspection_commands(sub: Any) -> None:
     p.add_argument("--episodes", type=_positive_int, help="episodes per task (default: the config's eval.num_episodes)")
     p.add_argument("--runs", type=_positive_int,
                    help="independent meta-tests per task, averaged (default: the config's eval.num_runs)")
-    p.add_argument("--deterministic", choices=("all", "last"),
+    p.add_argument("--deterministic-episodes", "--deterministic", choices=("all", "last"),
                    help="episodes acting with the mean action: all (the paper's protocol) or only the last "
-                        "(default: the config's eval.deterministic)")
+                        "(default: the config's eval.deterministic_episodes)")
 
     p = _command(sub, "embed", cmd_embed, help="inspect latent task embeddings of a run", names_a_run=True,
                  description="Inspect the latent task embeddings q(z|c) of a trained run: a table of posteriors per "

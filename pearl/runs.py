@@ -28,15 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import yaml
-
 import encoders
 import envs
 import pearl
 from pearl import latents
 from pearl.checkpoint import (CheckpointError, CheckpointWriteError, FolderLock, incompatible_differences,
                               iteration_of, latest_checkpoint, list_checkpoints, load_checkpoint, set_aside)
-from pearl.config import ConfigError, ExperimentConfig, apply_overrides, config_from_dict
+from pearl.config import ConfigError, ExperimentConfig, apply_overrides, config_from_dict, saved_config_dict
 from pearl.evaluation import MetaTestResult
 from pearl.tracking import Tracker, TrackingError, find_run, resolve_tracking_uri
 from pearl.trainer import IterationHook, IterationResult, Trainer, TrainingDiverged, TrainingInterrupted
@@ -125,14 +123,14 @@ def read_checkpoint(where: Location, *, skipped: list[tuple[Path, str]] | None =
 
 
 def saved_config(state: dict[str, Any], overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """The config a checkpoint was written with, ``overrides`` applied.
+    """The config a checkpoint was written with (keys renamed since upgraded), ``overrides`` applied.
 
     Raises:
         ConfigError: it does not validate; names the pearl version that wrote it when it differs.
     """
     path = state.get("_path", "<checkpoint>")
     try:
-        data = apply_overrides(yaml.safe_load(state["config_yaml"]), list(overrides))
+        data = apply_overrides(saved_config_dict(state["config_yaml"]), list(overrides))
         return config_from_dict(data, f"{path} (saved config)")
     except ConfigError as err:
         written_by = state.get("pearl_version", "?")
@@ -223,7 +221,7 @@ def evaluate(loaded: LoadedRun, *, split: str = "test", num_episodes: int | None
 def evaluation_prefix(cfg: ExperimentConfig, split: str) -> str:
     """Metric prefix of ``pearl evaluate``: ``evaluate/test``, or ``evaluate/test_sampled`` when
     the episodes before the last sampled their actions."""
-    return f"evaluate/{split}" + ("_sampled" if cfg.eval.deterministic == "last" else "")
+    return f"evaluate/{split}" + ("_sampled" if cfg.eval.deterministic_episodes == "last" else "")
 
 
 def log_evaluation(loaded: LoadedRun, result: MetaTestResult, *, split: str, tracking_uri: str | None = None) -> str:
@@ -428,7 +426,7 @@ def _resume_locked(where: Location, lock: ExitStack, overrides: Sequence[str], t
     if where.run_id and state.get("run_id") and state["run_id"] != where.run_id:
         raise RunError(f"{where.folder} holds checkpoints of run {state['run_id']}, not of run {where.run_id}")
     cfg = saved_config(state, overrides)
-    diffs = incompatible_differences(yaml.safe_load(state["config_yaml"]), cfg.to_dict())
+    diffs = incompatible_differences(saved_config_dict(state["config_yaml"]), cfg.to_dict())
     if diffs:
         raise CheckpointError(f"{path}: --set changes keys that a resumed run cannot take:\n  " + "\n  ".join(diffs))
     if tracking_uri:

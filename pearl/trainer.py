@@ -28,7 +28,7 @@ from pearl.agent import PEARLAgent
 from pearl.buffers import MultiTaskBuffer, context_dim, make_context
 from pearl.checkpoint import CheckpointError, incompatible_differences, latest_checkpoint, save_checkpoint
 from pearl.collect import Rollouts, VectorCollector
-from pearl.config import ConfigError, ExperimentConfig
+from pearl.config import ConfigError, ExperimentConfig, saved_config_dict
 from pearl.evaluation import MetaTestResult, meta_test
 from pearl.sac import make_learner
 
@@ -121,7 +121,7 @@ class Trainer:
         self.enc_buffer = MultiTaskBuffer(capacity=max(steps_per_itr, 1), **buffer_shape)
 
         self.test_tasks = self.tasks.test_tasks[: cfg.eval.n_test_tasks]
-        n_eval_train = min(cfg.eval.n_train_tasks, self.n_train)
+        n_eval_train = min(cfg.eval.n_train_tasks_evaluated, self.n_train)
         self.eval_train_ids = np.sort(self.rng.choice(self.n_train, n_eval_train, replace=False))
         runs = cfg.eval.num_runs  # one slot per meta-test run, so that the runs go side by side
         n_slots = max(min(cfg.train.num_tasks_sample, self.n_train), len(self.test_tasks) * runs, n_eval_train * runs, 1)
@@ -237,7 +237,7 @@ class Trainer:
             self.agent, self.collector, tasks, num_episodes=num_episodes or e.num_episodes,
             num_exp_traj_eval=e.num_exp_traj_eval, use_next_obs=self.cfg.encoder.use_next_obs,
             sparse_rewards=self.sparse_rewards, has_success=self.tasks.has_success,
-            deterministic=e.deterministic, num_runs=e.num_runs,
+            deterministic=e.deterministic_episodes, num_runs=e.num_runs,
         )
 
     # ------------------------------------------------------------------------------------------
@@ -356,14 +356,12 @@ class Trainer:
         Raises:
             CheckpointError: naming each config key that differs, or what does not fit.
         """
-        import yaml
-
         where = state.get("_path", "checkpoint")
         missing = [k for k in _STATE_KEYS if k not in state]
         if missing:
             raise CheckpointError(f"{where}: not a training checkpoint (it lacks {', '.join(missing)}; "
                                   f"written by pearl {state.get('pearl_version', '?')})")
-        diffs = incompatible_differences(yaml.safe_load(state["config_yaml"]), self.cfg.to_dict())
+        diffs = incompatible_differences(saved_config_dict(state["config_yaml"]), self.cfg.to_dict())
         if diffs:
             raise CheckpointError(f"{where}: written with a different config; these keys cannot change when "
                                   "resuming:\n  " + "\n  ".join(diffs))

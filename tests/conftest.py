@@ -18,7 +18,7 @@ TINY = {
     "algo": {"hidden_sizes": [16, 16], "meta_batch": 4, "batch_size": 8, "embedding_batch_size": 8},
     "train": {"num_iterations": 2, "num_initial_steps": 20, "num_tasks_sample": 2, "num_steps_prior": 20,
               "num_extra_rl_steps_posterior": 20, "num_train_steps_per_itr": 5, "replay_buffer_size": 1000},
-    "eval": {"every": 1, "num_episodes": 2, "num_exp_traj_eval": 1, "n_train_tasks": 2},
+    "eval": {"every": 1, "num_episodes": 2, "num_exp_traj_eval": 1, "n_train_tasks_evaluated": 2},
     "tracking": {"progress": False, "checkpoint_every": 1},
     "num_threads": 1,
 }

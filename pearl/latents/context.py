@@ -126,7 +126,7 @@ def collect_contexts(
 
     Each task starts with an empty context. Episodes run for at most ``collector.max_path_length``
     steps; the first ``num_exp_traj_eval`` draw z from the prior, later ones draw z from q(z|c) on
-    all context gathered so far. ``deterministic`` is the meta-test's (``eval.deterministic``):
+    all context gathered so far. ``deterministic`` is the meta-test's (``eval.deterministic_episodes``):
     with ``"last"`` only the last of the ``ceil(n_transitions / max_path_length)`` episodes acts
     with the mean action. Collection stops once every task has ``n_transitions`` transitions (the
     last episode may be cut short); tasks are run ``len(collector.envs)`` at a time.

@@ -203,7 +203,7 @@ def gather_contexts(
     """Context for every task of ``splits`` of the trainer's task distribution.
 
     ``rollouts``: fresh episodes with posterior sampling (the meta-test protocol: the first
-    ``eval.num_exp_traj_eval`` episodes with z from the prior, mean actions as ``eval.deterministic``
+    ``eval.num_exp_traj_eval`` episodes with z from the prior, mean actions as ``eval.deterministic_episodes``
     says; one meta-test per task, whatever ``eval.num_runs``), ``n_context`` transitions per task
     (default: :func:`context_budget`). ``buffer``: the first ``n_context`` transitions (default all)
     of each training task's context buffer, the data the encoder trains on; tasks with an empty
@@ -235,7 +235,7 @@ def gather_contexts(
                                    n_transitions=n_context or context_budget(trainer),
                                    num_exp_traj_eval=cfg.eval.num_exp_traj_eval,
                                    use_next_obs=cfg.encoder.use_next_obs, sparse_rewards=trainer.sparse_rewards,
-                                   deterministic=cfg.eval.deterministic)
+                                   deterministic=cfg.eval.deterministic_episodes)
         part = TaskContexts(tasks, ids, np.full(len(tasks), split, dtype=object), ctx)
         parts.append(part.select(part.n_context > 0))
     if sum(len(p) for p in parts) == 0:

@@ -35,7 +35,7 @@ def test_no_adapted_episode_is_nan() -> None:
 
 @pytest.mark.parametrize("mode, expected", [("all", [True] * 4), ("last", [False, False, False, True])])
 def test_which_episodes_act_deterministically(tiny_config_dict: dict, mode: str, expected: list[bool]) -> None:
-    tiny_config_dict["eval"].update(num_episodes=4, deterministic=mode)
+    tiny_config_dict["eval"].update(num_episodes=4, deterministic_episodes=mode)
     trainer = Trainer(config_from_dict(tiny_config_dict))
     seen: list[bool] = []
     original = trainer.collector.rollout
@@ -146,10 +146,10 @@ def test_each_episode_uses_prior_z_then_the_posterior_of_all_earlier_episodes(ti
 @pytest.mark.parametrize("mode, expected", [("all", [True] * 3), ("last", [False, False, True])])
 def test_latent_context_collection_follows_the_same_protocol(tiny_config_dict: dict, mode: str,
                                                              expected: list[bool]) -> None:
-    """pearl.latents gathers its rollouts context with the meta-test's episodes, eval.deterministic included."""
+    """pearl.latents gathers its rollouts context with the meta-test's episodes, eval.deterministic_episodes included."""
     from pearl import latents
 
-    tiny_config_dict["eval"].update(num_episodes=3, deterministic=mode)
+    tiny_config_dict["eval"].update(num_episodes=3, deterministic_episodes=mode)
     trainer = Trainer(config_from_dict(tiny_config_dict))
     seen: list[torch.Tensor] = []
     _stand_in_distributions(trainer.agent, trainer.cfg.encoder.latent_dim, seen)
