@@ -41,16 +41,15 @@ class Rollouts(NamedTuple):
         )
 
 
-# z source: called with a boolean mask [K] of slots starting an episode, returns z [K, L]
-ZSource = Callable[[np.ndarray], torch.Tensor]
+# z source: called whenever a slot starts an episode; returns z [K, L], and the starting slots take theirs
+ZSource = Callable[[], torch.Tensor]
 
 
 def _one_thread_on_cpu(rollout: Callable[..., "Rollouts"]) -> Callable[..., "Rollouts"]:
     """Run a CPU rollout with one torch thread, then restore the count.
 
     Acting on a few rows is latency-bound: intra-op threads only add synchronisation (and spin
-    against other processes on a busy machine). Point robot, 5 slots, 2 cores: 2,500 env steps/s
-    with 2 threads, 3,600 with 1 (benchmarks/collect_speed.py).
+    against other processes on a busy machine); benchmarks/README.md has the figures.
     """
 
     @functools.wraps(rollout)
@@ -139,7 +138,7 @@ class VectorCollector:
                 action = 2.0 * (action - self._low) / (self._high - self._low) - 1.0
             else:
                 if starting.any():
-                    new_z = z_source(starting)
+                    new_z = z_source()
                     z = new_z if z is None else torch.where(torch.as_tensor(starting, device=new_z.device)[:, None], new_z, z)
                 obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
                 action = agent.act(obs_t, z, deterministic=deterministic).cpu().numpy().astype(np.float64)

@@ -180,7 +180,7 @@ class Adaptation:
             first episode (the one that counts; a slot whose episode ends early starts another).
         """
         z = self.next_z()
-        ro = self.collector.rollout(self.agent, self.tasks, n_steps, lambda _starting: z, deterministic=deterministic)
+        ro = self.collector.rollout(self.agent, self.tasks, n_steps, lambda: z, deterministic=deterministic)
         first = ro.episode_ids == 0
         device = self.collector.device
         for k, chunks in enumerate(self._chunks):

@@ -176,8 +176,8 @@ class Trainer:
             steps = min(chunk, n_steps - done)
             from_prior = not posterior or (prior_first and done == 0)
             z_dist = self.agent.prior(len(task_ids)) if from_prior else self._posterior_from_buffer(task_ids)
-            rollouts = self.collector.rollout(self.agent, self.tasks.train_tasks[task_ids], steps,
-                                              _sampler(z_dist))
+            # a fresh z ~ z_dist for every episode start
+            rollouts = self.collector.rollout(self.agent, self.tasks.train_tasks[task_ids], steps, z_dist.sample)
             self._store(task_ids, rollouts, to_context=to_context)
             done += steps
 
@@ -434,11 +434,6 @@ def visit_rounds(task_ids: np.ndarray) -> list[np.ndarray]:
     """
     tasks, counts = np.unique(np.asarray(task_ids, dtype=np.int64), return_counts=True)
     return [tasks[counts > r] for r in range(int(counts.max(initial=0)))]
-
-
-def _sampler(dist: torch.distributions.Distribution) -> Callable[[np.ndarray], torch.Tensor]:
-    """A z source for rollouts: a fresh z ~ dist for every episode start (one per slot)."""
-    return lambda _starting: dist.sample()
 
 
 def _to_tensors(state: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:

@@ -34,9 +34,9 @@ def test_posterior_phase_start(tiny_config_dict: dict, start: str, posterior_pha
     original = trainer.collector.rollout
 
     def rollout(agent, tasks, n_steps, z_source, **kwargs):
-        z = z_source(np.ones(len(tasks), bool))
+        z = z_source()
         sources.append("q" if torch.all(z > POSTERIOR_LOC / 2) else "prior")
-        return original(agent, tasks, n_steps, lambda _starting: z, **kwargs)
+        return original(agent, tasks, n_steps, lambda: z, **kwargs)
 
     trainer.collector.rollout = rollout
     context_before = trainer.enc_buffer.sizes.copy()

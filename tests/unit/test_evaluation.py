@@ -123,8 +123,8 @@ def test_each_episode_uses_prior_z_then_the_posterior_of_all_earlier_episodes(ti
     original = trainer.collector.rollout
 
     def rollout(agent, tasks, n_steps, z_source, **kwargs):
-        z = z_source(np.ones(len(tasks), bool))
-        ro = original(agent, tasks, n_steps, lambda _starting: z, **kwargs)
+        z = z_source()
+        ro = original(agent, tasks, n_steps, lambda: z, **kwargs)
         episodes.append((z, ro))
         return ro
 
