@@ -136,7 +136,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from pearl import runs
-    from pearl.latents.plots import check_projection
+    from pearl.latents import check_projection
 
     check_projection(args.projection)  # before any work
     loaded = runs.load_run(args.run, tracking_uri=args.tracking_uri)

@@ -12,7 +12,7 @@ Typical use, on a trainer (live, or rebuilt from a run by :func:`pearl.runs.load
 
 The building blocks work on any agent and context: :func:`collect_contexts` /
 :func:`buffer_contexts` gather context, :func:`posterior_table`, :func:`ridge_probe`,
-:func:`contraction_curve` and :func:`active_dims` measure, :mod:`pearl.latents.plots` draws.
+:func:`contraction_curve` and :func:`active_dims` measure, :func:`project` projects, :mod:`pearl.plots` draws.
 See ``docs/latents.md``.
 """
 
@@ -30,6 +30,7 @@ from pearl.latents.measures import (
     r2_per_output,
     ridge_probe,
 )
+from pearl.latents.projection import PROJECTIONS, Projection, check_projection, project
 from pearl.latents.report import (
     SOURCES,
     LatentReport,
@@ -41,6 +42,10 @@ from pearl.latents.report import (
 )
 
 __all__ = [
+    "PROJECTIONS",
+    "Projection",
+    "check_projection",
+    "project",
     "SOURCES",
     "SPLITS",
     "Contraction",

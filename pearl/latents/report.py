@@ -30,6 +30,7 @@ from pearl.latents.measures import (
     posterior_table,
     probe_table,
 )
+from pearl.latents.projection import project
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -108,10 +109,10 @@ class LatentReport:
 
     def figures(self, *, title: str, projection: str = "pca", seed: int = 0) -> dict[str, Figure]:
         """``{file name: figure}``: projection, contraction and (with a probe) probe plots."""
-        from pearl.latents import plots
+        from pearl import plots  # matplotlib, headless: only where figures are drawn
 
         figs = {
-            "projection.png": plots.projection(self.table, title=title, method=projection, seed=seed),
+            "projection.png": plots.projection(self.table, project(self.table, projection, seed=seed), title=title),
             "contraction.png": plots.contraction(self.contraction, title=title, episode_length=self.episode_length),
         }
         if self.probe is not None:
