@@ -115,3 +115,17 @@ def test_the_trainer_knows_nothing_of_runs_latents_or_the_cli() -> None:
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_every_module_imports(name: str) -> None:
     importlib.import_module(name)
+
+
+LONGEST_FUNCTION = 60  # lines, docstring included
+
+
+def test_no_function_in_pearl_runs_past_sixty_lines() -> None:
+    long = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > LONGEST_FUNCTION:
+                    long.append(f"{name}.{node.name}: {lines} lines")
+    assert not long, "split these (or say here why one must stay whole): " + "; ".join(long)
