@@ -1,8 +1,8 @@
 """Adam through torch's public functional API, without ``torch.optim.Optimizer``.
 
 Why not ``torch.optim.Adam(fused=True)``: constructing any ``torch.optim.Optimizer`` imports
-``torch._dynamo`` (and sympy), about 90 MiB of resident memory that a training run otherwise never
-needs (``benchmarks/peak_memory.py``). :class:`Adam` calls the function that optimizer's ``step``
+``torch._dynamo`` (and sympy), resident memory that a training run otherwise never needs
+(figures in ``benchmarks/README.md``). :class:`Adam` calls the function that optimizer's ``step``
 calls, ``torch.optim.adam.adam(..., fused=True)``: the same kernel, the same update, and the same
 ``state_dict`` format, so either can load the other's state. ``tests/unit/test_optim.py`` compares
 the two step by step and fails if torch changes the function or stops keeping it public.

@@ -98,7 +98,7 @@ def test_load_rejects_a_mismatched_state() -> None:
 
 
 def test_does_not_import_torch_dynamo() -> None:
-    """The reason it exists: torch.optim's constructor imports torch._dynamo (~90 MiB resident)."""
+    """The reason it exists: torch.optim's constructor imports torch._dynamo (tens of MiB resident)."""
     code = (
         "import sys, torch\n"
         "from pearl.optim import Adam\n"
