@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -25,10 +25,6 @@ def _bad_input_types() -> tuple[type[BaseException], ...]:
     from pearl.runs import BAD_INPUT
 
     return (UsageError, *BAD_INPUT)
-
-
-# ----------------------------------------------------------------------------------------------
-# train / resume
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -61,12 +57,12 @@ def _train(run: Any) -> int:
     """Train a :class:`pearl.runs.TrainingRun` with a progress bar; print how it ended."""
     print(f"run {run.run_id} ({'resumed from ' + run.source if run.resumed else run.source})", file=sys.stderr)
     print(f"  tracking: {run.tracking_uri}   checkpoints: {run.checkpoint_dir}", file=sys.stderr)
-    progress = _Progress(run.trainer) if run.trainer.cfg.tracking.progress else None
+    bar, update = _progress_bar(run.trainer) if run.trainer.cfg.tracking.progress else (None, None)
     try:
-        outcome = run.train(progress)
+        outcome = run.train(update)
     finally:
-        if progress is not None:
-            progress.close()
+        if bar is not None:
+            bar.close()
     for warning in outcome.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if outcome.status == "FAILED":
@@ -80,30 +76,22 @@ def _train(run: Any) -> int:
     return EXIT_OK
 
 
-class _Progress:
-    """A tqdm bar over the iterations: env steps, seconds per iteration, the last test return."""
+def _progress_bar(trainer: Any) -> tuple[Any, Callable[[Any], None]]:
+    """A tqdm bar over the iterations (env steps, seconds per iteration, the last test return) and its update."""
+    from tqdm import tqdm
 
-    def __init__(self, trainer: Any) -> None:
-        from tqdm import tqdm
+    bar = tqdm(total=trainer.cfg.train.num_iterations, initial=trainer.iteration, desc="meta-train", unit="it",
+               file=sys.stderr, dynamic_ncols=True)
+    shown = {"test_return": "-"}
 
-        self.bar = tqdm(total=trainer.cfg.train.num_iterations, initial=trainer.iteration, desc="meta-train",
-                        unit="it", file=sys.stderr, dynamic_ncols=True)
-        self.last_return = "-"
-
-    def __call__(self, result: Any) -> None:
+    def update(result: Any) -> None:
         m = result.metrics
         if "eval/test/return_adapted" in m:
-            self.last_return = f"{m['eval/test/return_adapted']:.2f}"
-        self.bar.set_postfix({"steps": result.env_steps, "s/it": f"{m['time/iteration_s']:.1f}",
-                              "test_return": self.last_return}, refresh=False)
-        self.bar.update(1)
+            shown["test_return"] = f"{m['eval/test/return_adapted']:.2f}"
+        bar.set_postfix({"steps": result.env_steps, "s/it": f"{m['time/iteration_s']:.1f}", **shown}, refresh=False)
+        bar.update(1)
 
-    def close(self) -> None:
-        self.bar.close()
-
-
-# ----------------------------------------------------------------------------------------------
-# evaluate, embed
+    return bar, update
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -160,10 +148,6 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# ----------------------------------------------------------------------------------------------
-# list, check-encoder
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     import encoders
     import envs
@@ -180,18 +164,18 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_check_encoder(args: argparse.Namespace) -> int:
     import encoders
 
-    try:
-        kwargs = json.loads(args.kwargs)
-    except json.JSONDecodeError as err:
-        raise UsageError(f"--kwargs: not valid JSON: {err}") from None
-    if not isinstance(kwargs, dict):
-        raise UsageError("--kwargs: expected a JSON object, e.g. '{\"hidden_sizes\": [64, 64]}'")
     return encoders.check_encoder_cli(args.encoder, context_dim=args.context_dim, latent_dim=args.latent_dim,
-                                      kwargs=kwargs, device=args.device)
+                                      kwargs=args.kwargs, device=args.device)
 
 
-# ----------------------------------------------------------------------------------------------
-# arguments
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object, e.g. '{\"hidden_sizes\": [64, 64]}'")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -266,7 +250,7 @@ def _add_registry_commands(sub: Any) -> None:
     p.add_argument("encoder", help="registered name or package.module:ClassName")
     p.add_argument("--context-dim", type=int, default=5, help="size of one context transition (default 5)")
     p.add_argument("--latent-dim", type=int, default=5, help="size of z (default 5)")
-    p.add_argument("--kwargs", default="{}", help="encoder keyword arguments as JSON")
+    p.add_argument("--kwargs", type=_json_object, default={}, help="encoder keyword arguments as JSON")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
 
 
