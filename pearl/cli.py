@@ -188,30 +188,29 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _command(sub: Any, name: str, func: Any, *, help: str, description: str,
-             names_a_run: bool = False) -> argparse.ArgumentParser:
-    """A subcommand's parser; one that names a run takes RUN and --tracking-uri."""
+def _command(sub: Any, name: str, func: Any, *, help: str, description: str, names_a_run: bool = False,
+             trains: str = "") -> argparse.ArgumentParser:
+    """A subcommand's parser; one that names a run takes RUN and --tracking-uri, one that ``trains``
+    takes --set (``trains`` is its help) and --no-progress."""
     p = sub.add_parser(name, help=help, description=description)
     p.set_defaults(func=func)
     if names_a_run:
         p.add_argument("run", help="MLflow run id, checkpoint folder or checkpoint file")
         p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    if trains:
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=trains)
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
 def _add_training_commands(sub: Any) -> None:
     p = _command(sub, "train", cmd_train, help="meta-train from an experiment config",
-                 description="Meta-train from a YAML experiment config, logging to MLflow.")
+                 description="Meta-train from a YAML experiment config, logging to MLflow.",
+                 trains="override a config value, e.g. --set algo.kl_lambda=1.0 --set seed=3 (repeatable)")
     p.add_argument("config", type=Path, help="experiment YAML (see experiments/)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set algo.kl_lambda=1.0 --set seed=3 (repeatable)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-    p = _command(sub, "resume", cmd_resume, help="continue a run from its last good checkpoint", names_a_run=True,
-                 description="Continue a run in the same MLflow run from its last good checkpoint.")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="change the saved config where a resumed run allows it, e.g. --set train.num_iterations=1000")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _command(sub, "resume", cmd_resume, help="continue a run from its last good checkpoint", names_a_run=True,
+             description="Continue a run in the same MLflow run from its last good checkpoint.",
+             trains="change the saved config where a resumed run allows it, e.g. --set train.num_iterations=1000")
 
 
 def _add_inspection_commands(sub: Any) -> None:
