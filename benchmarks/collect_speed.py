@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
 
             def ours() -> int:
                 prior = agent.prior(slots)
-                ro = collector.rollout(agent, batch_tasks, n_steps, lambda _starting: prior.sample())
+                ro = collector.rollout(agent, batch_tasks, n_steps, prior.sample)
                 return ro.rewards.shape[0] * ro.rewards.shape[1]
 
             def baseline() -> int:

@@ -43,7 +43,7 @@ import encoders
 from pearl.agent import PEARLAgent
 from pearl.buffers import MultiTaskBuffer, TransitionBatch, context_dim, make_context
 from pearl.config import AlgoConfig
-from pearl.sac import SACLearner
+from pearl.sac import SACLearner, make_learner
 
 MIN_VAR = 1e-7  # the encoder's variance floor
 
@@ -133,7 +133,7 @@ def build_learner(args: argparse.Namespace, cfg: AlgoConfig, device: torch.devic
     encoder = encoders.build_encoder("mlp", context_dim=ctx_dim, latent_dim=args.latent,
                                      kwargs={"hidden_sizes": list(args.encoder_hidden)})
     agent = PEARLAgent(encoder, obs_dim=args.obs_dim, action_dim=args.action_dim, hidden_sizes=cfg.hidden_sizes)
-    return SACLearner(agent.to(device), obs_dim=args.obs_dim, action_dim=args.action_dim, cfg=cfg).to(device)
+    return make_learner(agent.to(device), obs_dim=args.obs_dim, action_dim=args.action_dim, cfg=cfg).to(device)
 
 
 # ----------------------------------------------------------------------------------------------

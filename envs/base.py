@@ -87,6 +87,7 @@ def _register_gymnasium_id(cls: type[TaskDistribution]) -> None:
         id=gym_id,
         entry_point=cls.env_entry_point,
         max_episode_steps=cls.max_episode_steps,
+        kwargs=cls.registered_env_kwargs(),
     )
 
 
@@ -262,6 +263,12 @@ class TaskDistribution(abc.ABC):
 
     def env_kwargs(self) -> dict[str, Any]:
         """Keyword arguments (besides ``task``) that :meth:`make_env` gives the env constructor."""
+        return {}
+
+    @classmethod
+    def registered_env_kwargs(cls) -> dict[str, Any]:
+        """Keyword arguments registered with the gymnasium id, so that ``gymnasium.make(gym_id)``
+        builds this family's env (e.g. which family a shared robot env serves)."""
         return {}
 
     # -- provided ----------------------------------------------------------------------------

@@ -1,20 +1,10 @@
-"""PEARL's MuJoCo locomotion tasks on gymnasium's v5 envs; importing this module imports mujoco.
+"""The MuJoCo robots of the locomotion families, on gymnasium's v5 envs; importing this imports mujoco.
 
-Each env subclasses a v5 class and replaces only the forward term of its reward by the task's
-(the v5 control, contact and healthy terms stay), in the spirit of the paper's environments:
-
-=================  ============================  =================================================
-env                task vector                   reward
-=================  ============================  =================================================
-CheetahVelEnv      (target_velocity,)            -|v_x - v_target| - 0.05 ||a||^2
-CheetahDirEnv      (direction,) in {+1, -1}      direction * v_x - 0.05 ||a||^2
-AntDirEnv          (direction,) in {+1, -1}      direction * v_x + 1 - 0.5 ||a||^2 - contact
-AntGoalEnv         (goal_x, goal_y)              -||xy - goal||_1 - 0.1 ||a||^2 - contact
-HumanoidDirEnv     (direction_angle,)            1.25 <v_xy, (cos, sin)> + 5 - ctrl - contact
-Walker2d/Hopper    see RandParamsEnv             the v5 reward (forward velocity + alive - ctrl)
-=================  ============================  =================================================
-
-``info["reward_forward"]`` is the task's term; the other v5 info keys are kept.
+:class:`CheetahEnv`, :class:`AntEnv` and :class:`HumanoidEnv` serve every family on their robot:
+built with ``family=<name>`` (gymnasium registers each family's id with it), they take the forward
+term of the reward from the family (:class:`envs.locomotion.RewardTasks`) and keep the v5 control,
+contact and healthy terms. ``info["reward_forward"]`` is the family's term; the other v5 info keys
+are kept. :class:`RandParamsEnv` randomises the physics of Walker2d and Hopper instead.
 """
 
 from __future__ import annotations
@@ -23,22 +13,18 @@ from typing import Any, ClassVar
 
 import mujoco
 import numpy as np
-from gymnasium.envs.mujoco.ant_v5 import AntEnv
-from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
+from gymnasium.envs.mujoco import ant_v5, half_cheetah_v5, humanoid_v5
 from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
-from gymnasium.envs.mujoco.humanoid_v5 import HumanoidEnv
 from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
 
-from envs.base import EnvError
+from envs.base import EnvError, registered_task_families
 from envs.mujoco_utils import MujocoTaskEnv
 
 __all__ = [
-    "AntDirEnv",
-    "AntGoalEnv",
-    "CheetahDirEnv",
-    "CheetahVelEnv",
+    "AntEnv",
+    "CheetahEnv",
     "HopperRandParamsEnv",
-    "HumanoidDirEnv",
+    "HumanoidEnv",
     "RAND_PARAM_NAMES",
     "RandParamsEnv",
     "Walker2dRandParamsEnv",
@@ -47,169 +33,59 @@ __all__ = [
 _Step = tuple[np.ndarray, float, bool, bool, dict[str, Any]]
 
 
-def _total_reward(info: dict[str, Any], forward: float, *, terms: tuple[str, ...]) -> float:
-    """Sets ``info["reward_forward"] = forward``; returns it plus the v5 ``terms`` of ``info``."""
-    info["reward_forward"] = float(forward)
-    return float(forward + sum(float(info[term]) for term in terms))
-
-
-class CheetahVelEnv(MujocoTaskEnv, HalfCheetahEnv):
-    """HalfCheetah rewarded for running at a target forward velocity.
+class _FamilyRewardEnv(MujocoTaskEnv):
+    """A v5 robot whose reward's forward term is its task family's (listed before the v5 class).
 
     Args:
-        task: ``(target_velocity,)``; None for 1.0.
-        **kwargs: passed to gymnasium's ``HalfCheetahEnv`` (``ctrl_cost_weight`` defaults to
-            the paper's 0.05 here).
+        task: the family's task vector; None for the family's ``default_task``.
+        family: the registered family name (gymnasium's registration passes it).
+        **kwargs: passed to the v5 env (the family's ``robot_kwargs`` come this way).
     """
 
-    param_names: ClassVar[tuple[str, ...]] = ("target_velocity",)
-    default_task: ClassVar[tuple[float, ...]] = (1.0,)
+    kept_terms: ClassVar[tuple[str, ...]]
+    """The v5 reward terms (``info`` keys) kept beside the family's forward term."""
 
-    def __init__(self, task: np.ndarray | None = None, **kwargs: Any) -> None:
-        kwargs.setdefault("ctrl_cost_weight", 0.05)
-        HalfCheetahEnv.__init__(self, **kwargs)
-        self._finish_init(task, kwargs)
+    def __init__(self, task: np.ndarray | None = None, *, family: str, **kwargs: Any) -> None:
+        families = registered_task_families()
+        if family not in families or not hasattr(families[family], "forward_reward"):
+            raise EnvError(f"{type(self).__name__}: {family!r} is not a locomotion family with a task reward")
+        self.family = families[family]
+        self.param_names, self.default_task = self.family.param_names, self.family.default_task
+        self.v5.__init__(self, **kwargs)
+        self._finish_init(task, {"family": family, **kwargs})
 
     def apply_task(self, task: np.ndarray) -> None:
-        """Sets the target velocity."""
-        self.target_velocity = float(task[0])
+        """Keeps what the family's reward needs of the task (checked by the family)."""
+        self.task_state = self.family.task_state(task)
 
     def step(self, action: np.ndarray) -> _Step:
-        """Steps the v5 cheetah; reward ``-|v_x - v_target|`` plus the v5 control cost."""
+        """Steps the v5 robot; reward: the family's forward term plus the kept v5 terms."""
         obs, _, terminated, truncated, info = super().step(action)
-        forward = -abs(float(info["x_velocity"]) - self.target_velocity)
-        reward = _total_reward(info, forward, terms=("reward_ctrl",))
+        forward = float(self.family.forward_reward(self.task_state, self, info))
+        info["reward_forward"] = forward
+        reward = forward + sum(float(info[term]) for term in self.kept_terms)
         return obs, reward, bool(terminated), truncated, info
 
 
-class CheetahDirEnv(MujocoTaskEnv, HalfCheetahEnv):
-    """HalfCheetah rewarded for running forward (+1) or backward (-1).
+class CheetahEnv(_FamilyRewardEnv, half_cheetah_v5.HalfCheetahEnv):
+    """HalfCheetah (v5) rewarded by its family: cheetah-vel, cheetah-dir."""
 
-    Args:
-        task: ``(direction,)``, +1 or -1; None for +1.
-        **kwargs: passed to gymnasium's ``HalfCheetahEnv`` (``ctrl_cost_weight`` defaults to
-            the paper's 0.05 here).
-    """
-
-    param_names: ClassVar[tuple[str, ...]] = ("direction",)
-    default_task: ClassVar[tuple[float, ...]] = (1.0,)
-
-    def __init__(self, task: np.ndarray | None = None, **kwargs: Any) -> None:
-        kwargs.setdefault("ctrl_cost_weight", 0.05)
-        HalfCheetahEnv.__init__(self, **kwargs)
-        self._finish_init(task, kwargs)
-
-    def apply_task(self, task: np.ndarray) -> None:
-        """Sets the running direction."""
-        self.direction = _sign(task[0])
-
-    def step(self, action: np.ndarray) -> _Step:
-        """Steps the v5 cheetah; reward ``direction * v_x`` plus the v5 control cost."""
-        obs, _, terminated, truncated, info = super().step(action)
-        forward = self.direction * float(info["x_velocity"])
-        reward = _total_reward(info, forward, terms=("reward_ctrl",))
-        return obs, reward, bool(terminated), truncated, info
+    v5 = half_cheetah_v5.HalfCheetahEnv
+    kept_terms = ("reward_ctrl",)
 
 
-class AntDirEnv(MujocoTaskEnv, AntEnv):
-    """Ant rewarded for walking forward (+1) or backward (-1) along x; ends when unhealthy.
+class AntEnv(_FamilyRewardEnv, ant_v5.AntEnv):
+    """Ant (v5) rewarded by its family: ant-dir, ant-goal."""
 
-    Args:
-        task: ``(direction,)``, +1 or -1; None for +1.
-        **kwargs: passed to gymnasium's ``AntEnv`` (contact forces are left out of the
-            observation by default here: 27 dims).
-    """
-
-    param_names: ClassVar[tuple[str, ...]] = ("direction",)
-    default_task: ClassVar[tuple[float, ...]] = (1.0,)
-
-    def __init__(self, task: np.ndarray | None = None, **kwargs: Any) -> None:
-        kwargs.setdefault("include_cfrc_ext_in_observation", False)
-        AntEnv.__init__(self, **kwargs)
-        self._finish_init(task, kwargs)
-
-    def apply_task(self, task: np.ndarray) -> None:
-        """Sets the walking direction."""
-        self.direction = _sign(task[0])
-
-    def step(self, action: np.ndarray) -> _Step:
-        """Steps the v5 ant; forward term ``direction * v_x``, v5 survive/control/contact terms."""
-        obs, _, terminated, truncated, info = super().step(action)
-        forward = self.direction * float(info["x_velocity"])
-        terms = ("reward_survive", "reward_ctrl", "reward_contact")
-        return obs, _total_reward(info, forward, terms=terms), bool(terminated), truncated, info
+    v5 = ant_v5.AntEnv
+    kept_terms = ("reward_survive", "reward_ctrl", "reward_contact")
 
 
-class AntGoalEnv(MujocoTaskEnv, AntEnv):
-    """Ant rewarded for walking to a 2-D goal: ``-||xy - goal||_1``, no survive bonus.
+class HumanoidEnv(_FamilyRewardEnv, humanoid_v5.HumanoidEnv):
+    """Humanoid (v5) rewarded by its family: humanoid-dir."""
 
-    As in PEARL's ant-goal, the episode never terminates and the observation includes the
-    torso's x-y position (29 dims), which the agent needs to navigate.
-
-    Args:
-        task: ``(goal_x, goal_y)``; None for ``(2, 0)``.
-        **kwargs: passed to gymnasium's ``AntEnv``.
-    """
-
-    param_names: ClassVar[tuple[str, ...]] = ("goal_x", "goal_y")
-    default_task: ClassVar[tuple[float, ...]] = (2.0, 0.0)
-
-    def __init__(self, task: np.ndarray | None = None, **kwargs: Any) -> None:
-        kwargs.setdefault("include_cfrc_ext_in_observation", False)
-        kwargs.setdefault("exclude_current_positions_from_observation", False)
-        kwargs.setdefault("ctrl_cost_weight", 0.1)
-        kwargs.setdefault("healthy_reward", 0.0)
-        kwargs.setdefault("terminate_when_unhealthy", False)
-        AntEnv.__init__(self, **kwargs)
-        self._finish_init(task, kwargs)
-
-    def apply_task(self, task: np.ndarray) -> None:
-        """Sets the goal."""
-        self.goal = task.copy()
-
-    def step(self, action: np.ndarray) -> _Step:
-        """Steps the v5 ant; goal term ``-||xy - goal||_1``, v5 control/contact/survive terms."""
-        obs, _, terminated, truncated, info = super().step(action)
-        # The torso's free joint: the state after the step (body xpos lags one substep behind).
-        xy = self.data.qpos[:2]
-        forward = -float(np.sum(np.abs(xy - self.goal)))
-        info["goal_distance"] = float(np.linalg.norm(xy - self.goal))
-        terms = ("reward_survive", "reward_ctrl", "reward_contact")
-        return obs, _total_reward(info, forward, terms=terms), bool(terminated), truncated, info
-
-
-class HumanoidDirEnv(MujocoTaskEnv, HumanoidEnv):
-    """Humanoid rewarded for moving its centre of mass in a direction of the plane.
-
-    Args:
-        task: ``(direction_angle,)`` in radians; None for 0 (along +x).
-        **kwargs: passed to gymnasium's ``HumanoidEnv``.
-    """
-
-    param_names: ClassVar[tuple[str, ...]] = ("direction_angle",)
-    default_task: ClassVar[tuple[float, ...]] = (0.0,)
-
-    def __init__(self, task: np.ndarray | None = None, **kwargs: Any) -> None:
-        HumanoidEnv.__init__(self, **kwargs)
-        self._finish_init(task, kwargs)
-
-    def apply_task(self, task: np.ndarray) -> None:
-        """Sets the direction (unit vector of the angle)."""
-        self.direction = np.array([np.cos(task[0]), np.sin(task[0])])
-
-    def step(self, action: np.ndarray) -> _Step:
-        """Steps the v5 humanoid; forward term ``1.25 <v_xy, direction>``, v5 other terms."""
-        obs, _, terminated, truncated, info = super().step(action)
-        velocity = np.array([info["x_velocity"], info["y_velocity"]], dtype=np.float64)
-        forward = self._forward_reward_weight * float(velocity @ self.direction)
-        terms = ("reward_survive", "reward_ctrl", "reward_contact")
-        return obs, _total_reward(info, forward, terms=terms), bool(terminated), truncated, info
-
-
-def _sign(value: float) -> float:
-    if value not in (1.0, -1.0):
-        raise EnvError(f"a direction task is +1 or -1, got {value}")
-    return float(value)
+    v5 = humanoid_v5.HumanoidEnv
+    kept_terms = ("reward_survive", "reward_ctrl", "reward_contact")
 
 
 # -- randomised physical parameters ----------------------------------------------------------
@@ -265,6 +141,13 @@ class RandParamsEnv(MujocoTaskEnv):
     """rand_param_envs' walker2d.xml and hopper.xml: ``<option timestep="0.004">``."""
     official_friction: ClassVar[dict[str, float]] = {}
     """Geom name -> the official sliding friction, where the v5 model differs."""
+
+    def __init__(self, task: np.ndarray | None = None, **kwargs: Any) -> None:
+        """Args: task: rand-params task vector, None for the nominal model; kwargs: for the v5 env."""
+        self.v5.__init__(self, **kwargs)
+        self._match_official_model()
+        self._snapshot_nominal()
+        self._finish_init(task, kwargs)
 
     def _match_official_model(self) -> None:
         """Sets the official timestep and frictions; keeps ``render_fps`` equal to ``1 / dt``.
@@ -345,31 +228,13 @@ class Walker2dRandParamsEnv(RandParamsEnv, Walker2dEnv):
 
     The right foot has the official sliding friction 0.9 (rand_param_envs' walker2d.xml, as
     gym's); Walker2d-v5 gives both feet 1.9.
-
-    Args:
-        task: rand-params task vector; None for the nominal model.
-        **kwargs: passed to gymnasium's ``Walker2dEnv``.
     """
 
+    v5 = Walker2dEnv
     official_friction: ClassVar[dict[str, float]] = {"foot_geom": 0.9}
-
-    def __init__(self, task: np.ndarray | None = None, **kwargs: Any) -> None:
-        Walker2dEnv.__init__(self, **kwargs)
-        self._match_official_model()
-        self._snapshot_nominal()
-        self._finish_init(task, kwargs)
 
 
 class HopperRandParamsEnv(RandParamsEnv, HopperEnv):
-    """Hopper (v5) with randomised physical parameters; see :class:`RandParamsEnv`.
+    """Hopper (v5) with randomised physical parameters; see :class:`RandParamsEnv`."""
 
-    Args:
-        task: rand-params task vector; None for the nominal model.
-        **kwargs: passed to gymnasium's ``HopperEnv``.
-    """
-
-    def __init__(self, task: np.ndarray | None = None, **kwargs: Any) -> None:
-        HopperEnv.__init__(self, **kwargs)
-        self._match_official_model()
-        self._snapshot_nominal()
-        self._finish_init(task, kwargs)
+    v5 = HopperEnv

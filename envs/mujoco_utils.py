@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium
 import mujoco
@@ -53,13 +53,14 @@ def route_mujoco_warnings() -> bool:
 class MujocoTaskEnv(TaskEnv):
     """Task interface for a gymnasium v5 MuJoCo env (to be listed before the v5 class).
 
-    The subclass calls the v5 ``__init__`` and then :meth:`_finish_init`. A task set with
-    ``set_task`` is applied at the start of ``reset()``, before the simulation state is reset,
-    so model changes (rand-params) are in place for the whole episode.
+    The subclass names its v5 class in ``v5``, calls its ``__init__`` and then :meth:`_finish_init`.
+    A task set with ``set_task`` is applied at the start of ``reset()``, before the simulation
+    state is reset, so model changes (rand-params) are in place for the whole episode.
     """
 
     model: mujoco.MjModel
     data: mujoco.MjData
+    v5: ClassVar[type]
 
     def _finish_init(self, task: np.ndarray | None, kwargs: dict[str, Any]) -> None:
         """Casts the observation space to float32, applies the first task, fixes pickling.

@@ -194,33 +194,35 @@ class SparsePointRobotEnv(PointRobotEnv):
         }
 
 
-@register_task_family("point-robot")
-class PointRobotTasks(TaskDistribution):
-    """Goals uniform in ``[-1, 1]^2``; 80 train / 20 test tasks; episodes of 20 steps.
+class _PointRobotFamily(TaskDistribution):
+    """What the two point-robot families share: 2-D goals, 20-step episodes, 80 train / 20 test tasks.
 
     Args:
         seed: see :class:`TaskDistribution`.
         n_train_tasks: see :class:`TaskDistribution`.
         n_test_tasks: see :class:`TaskDistribution`.
+    """
+
+    param_names: ClassVar[tuple[str, ...]] = PointRobotEnv.param_names
+    max_episode_steps: ClassVar[int] = 20
+    default_n_train_tasks: ClassVar[int] = 80
+    default_n_test_tasks: ClassVar[int] = 20
+
+
+@register_task_family("point-robot")
+class PointRobotTasks(_PointRobotFamily):
+    """Goals uniform in ``[-1, 1]^2``; 80 train / 20 test tasks; episodes of 20 steps.
+
+    Args:
         start: where episodes start: ``"uniform"`` in ``[-1, 1]^2`` (the official env's reset,
             the default) or ``"origin"``.
     """
 
     gym_id: ClassVar[str] = "pearl/PointRobot-v0"
     env_entry_point: ClassVar[str] = "envs.point_robot:PointRobotEnv"
-    param_names: ClassVar[tuple[str, ...]] = PointRobotEnv.param_names
-    max_episode_steps: ClassVar[int] = 20
-    default_n_train_tasks: ClassVar[int] = 80
-    default_n_test_tasks: ClassVar[int] = 20
 
-    def __init__(
-        self,
-        *,
-        seed: int,
-        n_train_tasks: int | None = None,
-        n_test_tasks: int | None = None,
-        start: str = PointRobotEnv.default_start,
-    ) -> None:
+    def __init__(self, *, seed: int, n_train_tasks: int | None = None, n_test_tasks: int | None = None,
+                 start: str = PointRobotEnv.default_start) -> None:
         self.start = _check_start(start)
         super().__init__(seed=seed, n_train_tasks=n_train_tasks, n_test_tasks=n_test_tasks)
 
@@ -234,34 +236,21 @@ class PointRobotTasks(TaskDistribution):
 
 
 @register_task_family("sparse-point-robot")
-class SparsePointRobotTasks(TaskDistribution):
+class SparsePointRobotTasks(_PointRobotFamily):
     """Goals evenly spaced on the upper unit half-circle, shuffled; 80 train / 20 test; 20 steps;
     episodes start at the origin.
 
     Args:
-        seed: see :class:`TaskDistribution`.
-        n_train_tasks: see :class:`TaskDistribution`.
-        n_test_tasks: see :class:`TaskDistribution`.
         goal_radius: radius of the sparse-reward region around the goal (the paper's 0.2).
     """
 
     gym_id: ClassVar[str] = "pearl/SparsePointRobot-v0"
     env_entry_point: ClassVar[str] = "envs.point_robot:SparsePointRobotEnv"
-    param_names: ClassVar[tuple[str, ...]] = SparsePointRobotEnv.param_names
-    max_episode_steps: ClassVar[int] = 20
     sparse_reward: ClassVar[bool] = True
     has_success: ClassVar[bool] = True
-    default_n_train_tasks: ClassVar[int] = 80
-    default_n_test_tasks: ClassVar[int] = 20
 
-    def __init__(
-        self,
-        *,
-        seed: int,
-        n_train_tasks: int | None = None,
-        n_test_tasks: int | None = None,
-        goal_radius: float = 0.2,
-    ) -> None:
+    def __init__(self, *, seed: int, n_train_tasks: int | None = None, n_test_tasks: int | None = None,
+                 goal_radius: float = 0.2) -> None:
         if not (isinstance(goal_radius, (int, float)) and goal_radius > 0):
             raise EnvError(f"goal_radius must be a number > 0, got {goal_radius!r}")
         self.goal_radius = float(goal_radius)

@@ -35,7 +35,7 @@ _LOCK_NAME = ".lock"
 # learning rates, the task split, buffer sizes, the seed) would be silently ignored or break the run.
 RESUME_MAY_CHANGE = (
     "train.num_iterations", "eval.every", "eval.num_episodes", "eval.num_exp_traj_eval", "eval.n_test_tasks",
-    "eval.latent_every", "eval.deterministic",
+    "eval.latent_every", "eval.deterministic_episodes",
     "tracking.", "device", "num_threads",
 )
 

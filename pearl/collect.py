@@ -41,16 +41,15 @@ class Rollouts(NamedTuple):
         )
 
 
-# z source: called with a boolean mask [K] of slots starting an episode, returns z [K, L]
-ZSource = Callable[[np.ndarray], torch.Tensor]
+# z source: called whenever a slot starts an episode; returns z [K, L], and the starting slots take theirs
+ZSource = Callable[[], torch.Tensor]
 
 
 def _one_thread_on_cpu(rollout: Callable[..., "Rollouts"]) -> Callable[..., "Rollouts"]:
     """Run a CPU rollout with one torch thread, then restore the count.
 
     Acting on a few rows is latency-bound: intra-op threads only add synchronisation (and spin
-    against other processes on a busy machine). Point robot, 5 slots, 2 cores: 2,500 env steps/s
-    with 2 threads, 3,600 with 1 (benchmarks/collect_speed.py).
+    against other processes on a busy machine); benchmarks/README.md has the figures.
     """
 
     @functools.wraps(rollout)
@@ -118,17 +117,7 @@ class VectorCollector:
             raise ValueError(f"{K} tasks but only {len(self.envs)} env slots")
         envs = self.envs[:K]
         obs = np.stack([self._reset(env, task) for env, task in zip(envs, tasks)])
-        obs_dim, act_dim = obs.shape[1], self._low.shape[0]
-        out = {
-            "observations": np.zeros((K, n_steps, obs_dim), np.float32),
-            "actions": np.zeros((K, n_steps, act_dim), np.float32),
-            "rewards": np.zeros((K, n_steps, 1), np.float32),
-            "next_observations": np.zeros((K, n_steps, obs_dim), np.float32),
-            "terminals": np.zeros((K, n_steps, 1), np.float32),
-            "sparse_rewards": np.zeros((K, n_steps, 1), np.float32),
-            "successes": np.zeros((K, n_steps, 1), np.float32),
-            "episode_ids": np.zeros((K, n_steps), np.int64),
-        }
+        out = _empty_rollouts(K, n_steps, obs.shape[1], self._low.shape[0])
         episode_len = np.zeros(K, np.int64)
         episode_id = np.zeros(K, np.int64)
         starting = np.ones(K, bool)
@@ -138,8 +127,8 @@ class VectorCollector:
                 action = np.stack([env.action_space.sample() for env in envs])
                 action = 2.0 * (action - self._low) / (self._high - self._low) - 1.0
             else:
-                if starting.any():
-                    new_z = z_source(starting)
+                if starting.any():  # a new z for the slots starting an episode
+                    new_z = z_source()
                     z = new_z if z is None else torch.where(torch.as_tensor(starting, device=new_z.device)[:, None], new_z, z)
                 obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
                 action = agent.act(obs_t, z, deterministic=deterministic).cpu().numpy().astype(np.float64)
@@ -148,16 +137,10 @@ class VectorCollector:
             out["episode_ids"][:, t] = episode_id
             env_action = self.scale_action(action)
             for k, env in enumerate(envs):
-                next_obs, reward, terminated, truncated, info = env.step(env_action[k])
-                out["rewards"][k, t] = reward
-                out["next_observations"][k, t] = next_obs
-                out["terminals"][k, t] = float(terminated)
-                out["sparse_rewards"][k, t] = info.get("sparse_reward", reward)
-                out["successes"][k, t] = float(info.get("success", 0.0))
+                next_obs, terminated, truncated = self._step(env, env_action[k], out, k, t)
                 episode_len[k] += 1
-                done = terminated or truncated or episode_len[k] >= self.max_path_length
-                starting[k] = done
-                if done:
+                starting[k] = terminated or truncated or episode_len[k] >= self.max_path_length
+                if starting[k]:
                     episode_len[k] = 0
                     episode_id[k] += 1
                     next_obs = self._reset(env, None)
@@ -165,8 +148,28 @@ class VectorCollector:
         return Rollouts(**out)
 
     @staticmethod
+    def _step(env: gym.Env, action: np.ndarray, out: dict[str, np.ndarray], k: int, t: int) -> tuple[np.ndarray, bool, bool]:
+        """Step slot ``k``'s env and record step ``t``; the next observation and how the step ended."""
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        out["rewards"][k, t] = reward
+        out["next_observations"][k, t] = next_obs
+        out["terminals"][k, t] = float(terminated)
+        out["sparse_rewards"][k, t] = info.get("sparse_reward", reward)
+        out["successes"][k, t] = float(info.get("success", 0.0))
+        return next_obs, terminated, truncated
+
+    @staticmethod
     def _reset(env: gym.Env, task: np.ndarray | None) -> np.ndarray:
         if task is not None:
             env.unwrapped.set_task(task)
         obs, _ = env.reset()
         return np.asarray(obs, dtype=np.float32)
+
+
+def _empty_rollouts(K: int, n_steps: int, obs_dim: int, act_dim: int) -> dict[str, np.ndarray]:
+    """Zeroed arrays of every :class:`Rollouts` field, ``[K, n_steps, dim]``."""
+    dims = {"observations": obs_dim, "actions": act_dim, "rewards": 1, "next_observations": obs_dim,
+            "terminals": 1, "sparse_rewards": 1, "successes": 1}
+    out = {name: np.zeros((K, n_steps, dim), np.float32) for name, dim in dims.items()}
+    out["episode_ids"] = np.zeros((K, n_steps), np.int64)
+    return out

@@ -66,7 +66,13 @@ class EncoderConfig:
 
 @dataclass
 class AlgoConfig:
-    """The SAC learner conditioned on z, and the encoder's training signal."""
+    """The SAC learner conditioned on z, and the encoder's training signal.
+
+    The fields after ``compile_mode`` belong to one variant each (``pearl.sac``): the pearl variant
+    reads ``vf_lr`` and the policy regularisers, the modern variant ``alpha_lr``, ``target_entropy``
+    and ``init_alpha``; the other variant ignores them. The keys stay in one flat section so that a
+    config switches variants by ``variant`` alone.
+    """
 
     variant: str = _field(
         "pearl",
@@ -77,9 +83,7 @@ class AlgoConfig:
     hidden_sizes: list[int] = _field([300, 300, 300], "hidden layer sizes of policy, Q and V networks")
     policy_lr: float = _field(3e-4, "policy learning rate", check="positive")
     qf_lr: float = _field(3e-4, "Q-function learning rate", check="positive")
-    vf_lr: float = _field(3e-4, "value-function learning rate (pearl variant)", check="positive")
     context_lr: float = _field(3e-4, "encoder learning rate", check="positive")
-    alpha_lr: float = _field(3e-4, "entropy-weight learning rate (modern variant)", check="positive")
     discount: float = _field(0.99, "discount factor gamma", check="prob")
     soft_target_tau: float = _field(0.005, "Polyak averaging rate of the target networks", check="prob")
     reward_scale: float = _field(5.0, "reward multiplier; the inverse entropy weight of the pearl variant", check="positive")
@@ -87,27 +91,31 @@ class AlgoConfig:
     meta_batch: int = _field(16, "tasks per gradient step", check="positive")
     batch_size: int = _field(256, "RL transitions per task per gradient step", check="positive")
     embedding_batch_size: int = _field(64, "context transitions per task per gradient step", check="positive")
-    policy_mean_reg_weight: float = _field(1e-3, "L2 weight on the policy mean (pearl variant)", check="nonneg")
-    policy_std_reg_weight: float = _field(1e-3, "L2 weight on the policy log-std (pearl variant)", check="nonneg")
-    policy_pre_activation_weight: float = _field(0.0, "L2 weight on the pre-tanh action (pearl variant)", check="nonneg")
-    target_entropy: float | None = _field(None, "entropy target (modern variant); null = -action_dim")
-    init_alpha: float = _field(1.0, "initial entropy weight (modern variant)", check="positive")
     sparse_rewards: bool | None = _field(
         None, "the context sees the env's sparse reward, the critic the dense one; null = as the task family "
         "defines it (true for sparse-point-robot), and a value that contradicts the family is refused"
     )
     autocast_bf16: bool = _field(
         False, "run the policy, Q and V matmuls in bfloat16 (torch.autocast; output layers, losses, encoder and "
-        "optimiser stay float32): about 2x faster gradient steps on CPUs with AVX512-BF16/AMX and on recent GPUs"
+        "optimiser stay float32): faster on CPUs with AVX512-BF16/AMX and on recent GPUs (benchmarks/README.md)"
     )
     compile: bool = _field(
-        False, "torch.compile the critic and actor losses of the gradient step (the first steps compile, "
-        "a minute or more; cached by torch's inductor cache)"
+        False, "torch.compile the losses of the gradient step (the first steps compile, a minute or more; "
+        "cached by torch's inductor cache)"
     )
     compile_mode: str = _field(
         "default", "torch.compile mode when compile is on ('reduce-overhead' uses CUDA graphs on a GPU)",
         choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     )
+    # the pearl variant's own
+    vf_lr: float = _field(3e-4, "value-function learning rate (pearl variant)", check="positive")
+    policy_mean_reg_weight: float = _field(1e-3, "L2 weight on the policy mean (pearl variant)", check="nonneg")
+    policy_std_reg_weight: float = _field(1e-3, "L2 weight on the policy log-std (pearl variant)", check="nonneg")
+    policy_pre_activation_weight: float = _field(0.0, "L2 weight on the pre-tanh action (pearl variant)", check="nonneg")
+    # the modern variant's own
+    alpha_lr: float = _field(3e-4, "entropy-weight learning rate (modern variant)", check="positive")
+    target_entropy: float | None = _field(None, "entropy target (modern variant); null = -action_dim")
+    init_alpha: float = _field(1.0, "initial entropy weight (modern variant)", check="positive")
 
 
 @dataclass
@@ -147,13 +155,15 @@ class EvalConfig:
         1, "independent meta-tests per task (each from an empty context), averaged per episode index: the "
         "official code's num_evals", check="positive",
     )
-    deterministic: str = _field(
+    deterministic_episodes: str = _field(
         "all", "which meta-test episodes act with the policy's mean action: 'all' (the paper's protocol) or "
         "'last' (earlier episodes sample actions, as meta-training collects the contexts the encoder learns "
         "from; only the last, reported adapted episode is deterministic)", choices=("all", "last"),
     )
-    n_test_tasks: int | None = _field(None, "test tasks evaluated; null = all", check="positive")
-    n_train_tasks: int = _field(5, "training tasks evaluated too (0 = none)", check="nonneg")
+    n_test_tasks: int | None = _field(None, "test tasks evaluated (the first of env.n_test_tasks); null = all",
+                                      check="positive")
+    n_train_tasks_evaluated: int = _field(
+        5, "training tasks evaluated too, drawn once from env.n_train_tasks (0 = none)", check="nonneg")
     latent_every: int = _field(
         0, "log a latent summary (latent/probe_r2_test, active dims, contraction; see docs/latents.md) every this "
         "many iterations and after the last, from fresh rollouts on all train and test tasks; 0 = off",
@@ -269,10 +279,28 @@ _CHECKS = {
 }
 
 
+RENAMED = {"eval.deterministic": "eval.deterministic_episodes", "eval.n_train_tasks": "eval.n_train_tasks_evaluated"}
+"""Old dotted key -> its name now. A config file or ``--set`` with an old name is refused with a
+message naming the new one; a checkpoint's saved config is upgraded (:func:`saved_config_dict`)."""
+
+
+def saved_config_dict(config_yaml: str) -> dict[str, Any]:
+    """A config saved in a checkpoint as a mapping, keys renamed since it was written upgraded."""
+    data = yaml.safe_load(config_yaml)
+    for old, new in RENAMED.items():
+        (section, old_key), (_, new_key) = old.split("."), new.split(".")
+        values = data.get(section, {})
+        if old_key in values and new_key not in values:
+            values[new_key] = values.pop(old_key)
+    return data
+
+
 def _from_dict(cls: type, data: dict[str, Any], where: str, prefix: str = "") -> Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
+        if prefix + key in RENAMED:
+            raise ConfigError(f"{where}: {prefix}{key}: renamed to {RENAMED[prefix + key]} (same values)")
         if key not in fields:
             known = ", ".join(sorted(fields))
             raise ConfigError(f"{where}: {prefix}{key}: unknown key (known keys here: {known})")

@@ -6,6 +6,9 @@ z drawn from the prior for the first ``num_exp_traj_eval`` episodes, and from q(
 context collected so far afterwards, re-inferred after every episode. ``num_runs`` independent
 meta-tests per task are averaged per episode index (the official code's ``num_evals``).
 
+:class:`Adaptation` is the protocol itself, one episode at a time; :func:`meta_test` scores it,
+and latent inspection (:func:`pearl.latents.collect_contexts`) keeps the context it gathers.
+
 Shapes:
     K: tasks, E: episodes per task.
 """
@@ -19,7 +22,7 @@ import torch
 
 from pearl.agent import PEARLAgent
 from pearl.buffers import TransitionBatch, make_context
-from pearl.collect import VectorCollector
+from pearl.collect import Rollouts, VectorCollector
 
 
 @dataclass
@@ -105,59 +108,88 @@ def meta_test(
         tasks [K, P] -> MetaTestResult with returns [K, num_episodes]
     """
     rows = np.repeat(np.asarray(tasks), num_runs, axis=0)  # [K * R, P]: the runs of a task together
-    slots = len(collector.envs)
-    parts = [_meta_test_slots(agent, collector, rows[i : i + slots], num_episodes=num_episodes,
-                              num_exp_traj_eval=num_exp_traj_eval, use_next_obs=use_next_obs,
-                              sparse_rewards=sparse_rewards, has_success=has_success, deterministic=deterministic)
-             for i in range(0, len(rows), slots)]
-    returns = np.concatenate([r for r, _ in parts]) if parts else np.zeros((0, num_episodes))
-    returns = returns.reshape(len(tasks), num_runs, num_episodes).mean(axis=1)
-    successes = None
-    if has_success:
-        successes = np.concatenate([s for _, s in parts]) if parts else np.zeros((0, num_episodes))
-        successes = successes.reshape(len(tasks), num_runs, num_episodes).mean(axis=1)
-    return MetaTestResult(returns, successes, num_exp_traj_eval, num_runs)
+    returns, successes = np.zeros((len(rows), num_episodes)), np.zeros((len(rows), num_episodes))
+    for start, group in in_groups(rows, len(collector.envs)):
+        adaptation = Adaptation(agent, collector, group, num_exp_traj_eval=num_exp_traj_eval,
+                                use_next_obs=use_next_obs, sparse_rewards=sparse_rewards)
+        for e in range(num_episodes):
+            ro, first = adaptation.run_episode(collector.max_path_length,
+                                               deterministic=acts_deterministically(e, num_episodes, deterministic))
+            reward = ro.sparse_rewards if sparse_rewards else ro.rewards
+            returns[start : start + len(group), e] = (reward[..., 0] * first).sum(axis=1)
+            successes[start : start + len(group), e] = (ro.successes[..., 0] * first).max(axis=1) > 0
+    def per_task(x: np.ndarray) -> np.ndarray:  # [K * R, E] -> [K, E], the mean over a task's runs
+        return x.reshape(len(tasks), num_runs, num_episodes).mean(axis=1)
+
+    return MetaTestResult(per_task(returns), per_task(successes) if has_success else None, num_exp_traj_eval,
+                          num_runs)
 
 
-def _meta_test_slots(
-    agent: PEARLAgent,
-    collector: VectorCollector,
-    tasks: np.ndarray,
-    *,
-    num_episodes: int,
-    num_exp_traj_eval: int,
-    use_next_obs: bool,
-    sparse_rewards: bool,
-    has_success: bool,
-    deterministic: str,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """One meta-test of each of ``tasks``, side by side in the collector's first ``K`` slots.
+def acts_deterministically(episode: int, num_episodes: int, mode: str) -> bool:
+    """Whether meta-test episode ``episode`` of ``num_episodes`` acts with the policy's mean action:
+    every one with ``mode="all"``, only the last with ``"last"``."""
+    return mode == "all" or episode == num_episodes - 1
+
+
+def in_groups(rows: np.ndarray, size: int) -> list[tuple[int, np.ndarray]]:
+    """``(start, rows[start : start + size])`` for consecutive groups of at most ``size`` rows."""
+    return [(start, rows[start : start + size]) for start in range(0, len(rows), size)]
+
+
+class Adaptation:
+    """One meta-test of ``K`` tasks side by side, episode by episode: the protocol's core.
+
+    Each task starts with an empty context. Episode ``e`` draws z from the prior while
+    ``e < num_exp_traj_eval`` (posterior sampling exploration), afterwards from q(z|c) of all the
+    context the task has gathered so far; one z per task and episode. Each episode's transitions
+    (of its first episode in the slot, when it ends early) join the task's context.
 
     Shapes:
-        tasks [K, P] -> (returns [K, E], successes [K, E] or None)
+        tasks [K, P]; each task's context [N_k, C].
     """
-    K, device = len(tasks), collector.device
-    returns = np.zeros((K, num_episodes))
-    successes = np.zeros((K, num_episodes)) if has_success else None
-    contexts: list[list[torch.Tensor]] = [[] for _ in range(K)]  # per task, chunks [n, C]
-    for e in range(num_episodes):
-        if e < num_exp_traj_eval:
-            z = agent.prior(K).sample()
-        else:
-            z = _posterior_samples(agent, [torch.cat(c) for c in contexts])
-        mean_action = deterministic == "all" or e == num_episodes - 1
-        ro = collector.rollout(agent, tasks, collector.max_path_length, lambda _mask: z, deterministic=mean_action)
-        first = ro.episode_ids == 0  # [K, S]: only the first episode of each slot counts
-        reward = ro.sparse_rewards if sparse_rewards else ro.rewards
-        returns[:, e] = (reward[..., 0] * first).sum(axis=1)
-        if successes is not None:
-            successes[:, e] = ((ro.successes[..., 0] * first).max(axis=1) > 0).astype(float)
-        for k in range(K):
+
+    def __init__(self, agent: PEARLAgent, collector: VectorCollector, tasks: np.ndarray, *,
+                 num_exp_traj_eval: int, use_next_obs: bool, sparse_rewards: bool) -> None:
+        self.agent, self.collector, self.tasks = agent, collector, tasks
+        self.num_exp_traj_eval = num_exp_traj_eval
+        self.use_next_obs, self.sparse_rewards = use_next_obs, sparse_rewards
+        self.episodes = 0  # episodes run so far
+        self._chunks: list[list[torch.Tensor]] = [[] for _ in range(len(tasks))]  # per task, [n, C] each
+
+    @property
+    def n_context(self) -> np.ndarray:
+        """[K] context transitions gathered per task."""
+        return np.array([sum(len(c) for c in chunks) for chunks in self._chunks], dtype=np.int64)
+
+    def contexts(self) -> list[torch.Tensor]:
+        """Each task's context so far, in time order: K tensors [N_k, C]."""
+        return [torch.cat(chunks) for chunks in self._chunks]
+
+    def next_z(self) -> torch.Tensor:
+        """z of the next episode: [K, L], from the prior or from q(z|c) of the context so far."""
+        if self.episodes < self.num_exp_traj_eval:
+            return self.agent.prior(len(self.tasks)).sample()
+        return _posterior_samples(self.agent, self.contexts())
+
+    @torch.no_grad()
+    def run_episode(self, n_steps: int, *, deterministic: bool) -> tuple[Rollouts, np.ndarray]:
+        """One episode of at most ``n_steps`` steps per task; its transitions join the contexts.
+
+        Returns:
+            The rollouts ``[K, n_steps, dim]`` and ``first`` [K, n_steps]: the steps of the slot's
+            first episode (the one that counts; a slot whose episode ends early starts another).
+        """
+        z = self.next_z()
+        ro = self.collector.rollout(self.agent, self.tasks, n_steps, lambda: z, deterministic=deterministic)
+        first = ro.episode_ids == 0
+        device = self.collector.device
+        for k, chunks in enumerate(self._chunks):
             n = int(first[k].sum())
             batch = TransitionBatch(*(torch.as_tensor(x[k, :n][None], device=device) for x in (
                 ro.observations, ro.actions, ro.rewards, ro.next_observations, ro.terminals, ro.sparse_rewards)))
-            contexts[k].append(make_context(batch, use_next_obs=use_next_obs, sparse_rewards=sparse_rewards)[0])
-    return returns, successes
+            chunks.append(make_context(batch, use_next_obs=self.use_next_obs, sparse_rewards=self.sparse_rewards)[0])
+        self.episodes += 1
+        return ro, first
 
 
 def _posterior_samples(agent: PEARLAgent, contexts: list[torch.Tensor]) -> torch.Tensor:

@@ -6,7 +6,6 @@ Shapes:
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import NamedTuple
 
@@ -17,32 +16,20 @@ from torch import nn
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
 
-# Layout. The hidden activations of every network here are kept feature-major, ``[features, rows]``
-# (``hᵀ``), and each layer computes ``hᵀ ← W hᵀ + b``. It is the same arithmetic as the usual
-# ``h Wᵀ + b``, but the matmuls become [300 x 300] @ [300 x 4096] instead of [4096 x 300] @ [300 x 300]:
-# CPU BLAS (MKL) runs the forward, input-gradient and weight-gradient products of this shape about
-# 1.5x faster on the paper's sizes, and GPUs do not mind. Only the narrow inputs (obs, action, z)
-# and outputs (Q, V, policy head) are transposed, as views. Small batches (acting in a few envs)
-# stay row-major, where MKL's small-matrix kernels are the faster ones.
+class Float32Linear(nn.Linear):
+    """``nn.Linear`` computed in float32 even under bf16 autocast: an output layer, whose values
+    (Q and V reach hundreds with reward_scale 100, and the policy's mean and log-std) bf16 would
+    round coarsely. Without autocast it is ``nn.Linear``."""
 
-FEATURE_MAJOR_MIN_ROWS = 128
-#
-# Under bf16 autocast the hidden layers run in bfloat16 but the output layer stays float32, so Q
-# and V values (hundreds, with reward_scale 100) and the policy head keep full precision.
-
-
-def _output_precision(h: torch.Tensor) -> contextlib.AbstractContextManager:
-    """Autocast off for the output layer (and ``h`` to be cast to float32) when it is on."""
-    if torch.is_autocast_enabled(h.device.type):
-        return torch.autocast(h.device.type, enabled=False)
-    return contextlib.nullcontext()
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if not torch.is_autocast_enabled(h.device.type):
+            return super().forward(h)
+        with torch.autocast(h.device.type, enabled=False):
+            return super().forward(h.float())
 
 
 class MLP(nn.Sequential):
-    """ReLU MLP ``in_dim -> hidden_sizes -> out_dim``: an ``nn.Sequential`` of Linear and ReLU
-    (the usual parameters and state_dict), evaluated feature-major (see the layout note above).
-
-    With ``detach_params=True`` no gradient reaches the parameters (it still flows to the input).
+    """ReLU MLP ``in_dim -> hidden_sizes -> out_dim``: ``Linear, ReLU, ..., Float32Linear``.
 
     Shapes:
         x [*, in_dim] -> [*, out_dim]
@@ -51,57 +38,23 @@ class MLP(nn.Sequential):
     def __init__(self, in_dim: int, hidden_sizes: list[int], out_dim: int) -> None:
         layers: list[nn.Module] = []
         for size in hidden_sizes:
-            layers += [nn.Linear(in_dim, size), nn.ReLU()]
+            # in place: a Linear keeps its input for the backward, not its output
+            layers += [nn.Linear(in_dim, size), nn.ReLU(inplace=True)]
             in_dim = size
-        layers.append(nn.Linear(in_dim, out_dim))
+        layers.append(Float32Linear(in_dim, out_dim))
         super().__init__(*layers)
-        self._linears: tuple[nn.Linear, ...] = tuple(m for m in layers if isinstance(m, nn.Linear))
-
-    def forward(self, x: torch.Tensor, *, detach_params: bool = False) -> torch.Tensor:
-        lead = x.shape[:-1]
-        h = x.reshape(-1, x.shape[-1])  # [rows, in]
-        feature_major = h.shape[0] >= FEATURE_MAJOR_MIN_ROWS
-        if feature_major:
-            h = h.t()  # [in, rows]
-        last = len(self._linears) - 1
-        for i, layer in enumerate(self._linears):
-            weight, bias = layer.weight, layer.bias
-            if detach_params:
-                weight, bias = weight.detach(), bias.detach()
-            h = _dense(h, weight, bias, feature_major=feature_major, output=i == last)
-        if feature_major:
-            h = h.t().contiguous()  # row-major again (a small copy)
-        return h.reshape(*lead, h.shape[-1])
-
-
-def _dense(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, *, feature_major: bool,
-           output: bool) -> torch.Tensor:
-    """One layer: ``relu(W h + b)`` (hidden) or ``W h + b`` (output; float32 under autocast).
-
-    Shapes:
-        h [in, rows] (feature_major) or [rows, in] -> [out, rows] or [rows, out]
-    """
-    if output:
-        with _output_precision(h):
-            h = h.float()
-            return torch.addmm(bias.unsqueeze(1), weight, h) if feature_major else F.linear(h, weight, bias)
-    # relu in place: neither addmm nor linear keeps its output for the backward
-    return (torch.addmm(bias.unsqueeze(1), weight, h) if feature_major else F.linear(h, weight, bias)).relu_()
-
-
-def mlp(in_dim: int, hidden_sizes: list[int], out_dim: int) -> MLP:
-    """ReLU MLP ``in_dim -> hidden_sizes -> out_dim``."""
-    return MLP(in_dim, hidden_sizes, out_dim)
 
 
 class EnsembleLinear(nn.Module):
     """``E`` independent linear layers, parameters stacked: ``weight[e]`` is member e's ``[out, in]``
     (as in ``nn.Linear``), ``bias[e]`` its ``[out]``.
 
-    Each member is initialised like ``nn.Linear`` (uniform in ±1/sqrt(in_dim)).
+    Each member is initialised like ``nn.Linear`` (uniform in ±1/sqrt(in_dim)). Inputs are
+    feature-major, ``[E, in, N]``, so that each member's layer is ``W h + b``, one batched matmul
+    with the weights as stored.
 
     Shapes:
-        x: [E, in_dim, N] (feature-major) -> [E, out_dim, N]
+        x: [E, in_dim, N] -> [E, out_dim, N]
     """
 
     def __init__(self, n_members: int, in_dim: int, out_dim: int) -> None:
@@ -110,17 +63,15 @@ class EnsembleLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(n_members, out_dim, in_dim).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(n_members, out_dim).uniform_(-bound, bound))
 
-    def forward(self, x: torch.Tensor, *, detach_params: bool = False) -> torch.Tensor:
-        weight, bias = (self.weight.detach(), self.bias.detach()) if detach_params else (self.weight, self.bias)
+    def forward(self, x: torch.Tensor, *, detached: bool = False) -> torch.Tensor:
+        """With ``detached`` no gradient reaches the parameters (it still flows to ``x``)."""
+        weight, bias = (self.weight.detach(), self.bias.detach()) if detached else (self.weight, self.bias)
         return torch.baddbmm(bias.unsqueeze(2), weight, x)
 
 
 class EnsembleMLP(nn.Module):
-    """``E`` independent ReLU MLPs evaluated together in batched matmuls (the twin critics as one
-    network), feature-major inside.
-
-    With ``detach_params=True`` no gradient reaches the parameters (it still flows to the input):
-    the actor's loss differentiates through Q without computing Q's weight gradients.
+    """``E`` independent ReLU MLPs evaluated together in batched matmuls: the twin critics as one
+    network. The output layer stays float32 under autocast, as :class:`Float32Linear`.
 
     Shapes:
         x: [N, in_dim] (shared by all members) or [E, N, in_dim] -> [E, N, out_dim]
@@ -132,22 +83,24 @@ class EnsembleMLP(nn.Module):
         sizes = [in_dim, *hidden_sizes, out_dim]
         self.layers = nn.ModuleList(EnsembleLinear(n_members, a, b) for a, b in zip(sizes[:-1], sizes[1:]))
 
-    def forward(self, x: torch.Tensor, *, detach_params: bool = False) -> torch.Tensor:
-        return self._run(x, detach_params=detach_params)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(x, detached=False)
 
     def forward_detached(self, x: torch.Tensor) -> torch.Tensor:
-        """``forward(x, detach_params=True)``: gradients flow to ``x`` only (not through module hooks)."""
-        return self._run(x, detach_params=True)
+        """The forward with the parameters detached: gradients flow to ``x`` only. The actor's loss
+        differentiates through Q this way, without computing Q's weight gradients."""
+        return self._run(x, detached=True)
 
-    def _run(self, x: torch.Tensor, *, detach_params: bool) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, *, detached: bool) -> torch.Tensor:
         h = x.t().expand(self.n_members, *x.shape[::-1]) if x.dim() == 2 else x.transpose(1, 2)  # [E, in, N]
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            if i < last:
-                h = layer(h, detach_params=detach_params).relu_()
-            else:
-                with _output_precision(h):
-                    h = layer(h.float(), detach_params=detach_params)
+        *hidden, output = self.layers
+        for layer in hidden:
+            h = layer(h, detached=detached).relu_()
+        if torch.is_autocast_enabled(h.device.type):
+            with torch.autocast(h.device.type, enabled=False):
+                h = output(h.float(), detached=detached)
+        else:
+            h = output(h, detached=detached)
         return h.transpose(1, 2).contiguous()  # [E, N, out], row-major again (a small copy)
 
 
@@ -179,7 +132,7 @@ class TanhGaussianPolicy(nn.Module):
 
     def __init__(self, in_dim: int, action_dim: int, hidden_sizes: list[int]) -> None:
         super().__init__()
-        self.net = mlp(in_dim, hidden_sizes, 2 * action_dim)
+        self.net = MLP(in_dim, hidden_sizes, 2 * action_dim)
 
     def forward(self, x: torch.Tensor, *, deterministic: bool = False, with_log_prob: bool = True) -> PolicyOutput:
         """Sample (reparameterised) or take the mean action.

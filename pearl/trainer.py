@@ -17,7 +17,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,10 +28,9 @@ from pearl.agent import PEARLAgent
 from pearl.buffers import MultiTaskBuffer, context_dim, make_context
 from pearl.checkpoint import CheckpointError, incompatible_differences, latest_checkpoint, save_checkpoint
 from pearl.collect import Rollouts, VectorCollector
-from pearl.config import ConfigError, ExperimentConfig
+from pearl.config import ConfigError, ExperimentConfig, saved_config_dict
 from pearl.evaluation import MetaTestResult, meta_test
-from pearl.latents import training_summary
-from pearl.sac import SACLearner
+from pearl.sac import make_learner
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +53,16 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+@dataclass(frozen=True)
+class IterationHook:
+    """Extra metrics of an iteration, every ``every`` iterations and after the last (e.g. the latent
+    summary, :func:`pearl.latents.training_summary`). ``metrics`` runs after the evaluation and must
+    leave the training as it found it (RNG states included)."""
+
+    every: int
+    metrics: Callable[[Trainer], dict[str, float]]
+
+
 @dataclass
 class IterationResult:
     """What one iteration produced (for callers and progress displays)."""
@@ -70,10 +79,14 @@ class Trainer:
     Args:
         cfg: the validated experiment config.
         checkpoint_dir: where this run's checkpoints go (None: no checkpoints).
+        hooks: extra metrics per iteration. ``eval.latent_every`` is such a hook, added by
+            :func:`pearl.runs.build_trainer`; a bare ``Trainer(cfg)`` logs no latent summary.
     """
 
-    def __init__(self, cfg: ExperimentConfig, *, checkpoint_dir: str | Path | None = None) -> None:
+    def __init__(self, cfg: ExperimentConfig, *, checkpoint_dir: str | Path | None = None,
+                 hooks: Sequence[IterationHook] = ()) -> None:
         self.cfg = cfg
+        self.hooks = list(hooks)
         self.device = resolve_device(cfg.device)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         random.seed(cfg.seed)
@@ -99,8 +112,8 @@ class Trainer:
                                          kwargs=cfg.encoder.kwargs)
         self.agent = PEARLAgent(encoder, obs_dim=self.obs_dim, action_dim=self.action_dim,
                                 hidden_sizes=cfg.algo.hidden_sizes).to(self.device)
-        self.learner = SACLearner(self.agent, obs_dim=self.obs_dim, action_dim=self.action_dim,
-                                  cfg=cfg.algo).to(self.device)
+        self.learner = make_learner(self.agent, obs_dim=self.obs_dim, action_dim=self.action_dim,
+                                    cfg=cfg.algo).to(self.device)
 
         buffer_shape = dict(n_tasks=self.n_train, obs_dim=self.obs_dim, action_dim=self.action_dim)
         self.rl_buffer = MultiTaskBuffer(capacity=cfg.train.replay_buffer_size, **buffer_shape)
@@ -108,7 +121,7 @@ class Trainer:
         self.enc_buffer = MultiTaskBuffer(capacity=max(steps_per_itr, 1), **buffer_shape)
 
         self.test_tasks = self.tasks.test_tasks[: cfg.eval.n_test_tasks]
-        n_eval_train = min(cfg.eval.n_train_tasks, self.n_train)
+        n_eval_train = min(cfg.eval.n_train_tasks_evaluated, self.n_train)
         self.eval_train_ids = np.sort(self.rng.choice(self.n_train, n_eval_train, replace=False))
         runs = cfg.eval.num_runs  # one slot per meta-test run, so that the runs go side by side
         n_slots = max(min(cfg.train.num_tasks_sample, self.n_train), len(self.test_tasks) * runs, n_eval_train * runs, 1)
@@ -163,8 +176,8 @@ class Trainer:
             steps = min(chunk, n_steps - done)
             from_prior = not posterior or (prior_first and done == 0)
             z_dist = self.agent.prior(len(task_ids)) if from_prior else self._posterior_from_buffer(task_ids)
-            rollouts = self.collector.rollout(self.agent, self.tasks.train_tasks[task_ids], steps,
-                                              _sampler(z_dist))
+            # a fresh z ~ z_dist for every episode start
+            rollouts = self.collector.rollout(self.agent, self.tasks.train_tasks[task_ids], steps, z_dist.sample)
             self._store(task_ids, rollouts, to_context=to_context)
             done += steps
 
@@ -224,7 +237,7 @@ class Trainer:
             self.agent, self.collector, tasks, num_episodes=num_episodes or e.num_episodes,
             num_exp_traj_eval=e.num_exp_traj_eval, use_next_obs=self.cfg.encoder.use_next_obs,
             sparse_rewards=self.sparse_rewards, has_success=self.tasks.has_success,
-            deterministic=e.deterministic, num_runs=e.num_runs,
+            deterministic=e.deterministic_episodes, num_runs=e.num_runs,
         )
 
     # ------------------------------------------------------------------------------------------
@@ -249,8 +262,9 @@ class Trainer:
             metrics.update(test.metrics("eval/test"))
             if len(self.eval_train_ids):
                 metrics.update(self.evaluate(self.tasks.train_tasks[self.eval_train_ids]).metrics("eval/train"))
-        if cfg.eval.latent_every and ((self.iteration + 1) % cfg.eval.latent_every == 0 or last):
-            metrics.update(training_summary(self))  # RNG-neutral: training continues exactly as without it
+        for hook in self.hooks:
+            if (self.iteration + 1) % hook.every == 0 or last:
+                metrics.update(hook.metrics(self))
         t3 = time.perf_counter()
         self.iteration += 1
         self.wall_time += t3 - t0
@@ -342,14 +356,12 @@ class Trainer:
         Raises:
             CheckpointError: naming each config key that differs, or what does not fit.
         """
-        import yaml
-
         where = state.get("_path", "checkpoint")
         missing = [k for k in _STATE_KEYS if k not in state]
         if missing:
             raise CheckpointError(f"{where}: not a training checkpoint (it lacks {', '.join(missing)}; "
                                   f"written by pearl {state.get('pearl_version', '?')})")
-        diffs = incompatible_differences(yaml.safe_load(state["config_yaml"]), self.cfg.to_dict())
+        diffs = incompatible_differences(saved_config_dict(state["config_yaml"]), self.cfg.to_dict())
         if diffs:
             raise CheckpointError(f"{where}: written with a different config; these keys cannot change when "
                                   "resuming:\n  " + "\n  ".join(diffs))
@@ -422,11 +434,6 @@ def visit_rounds(task_ids: np.ndarray) -> list[np.ndarray]:
     """
     tasks, counts = np.unique(np.asarray(task_ids, dtype=np.int64), return_counts=True)
     return [tasks[counts > r] for r in range(int(counts.max(initial=0)))]
-
-
-def _sampler(dist: torch.distributions.Distribution) -> Callable[[np.ndarray], torch.Tensor]:
-    """A z source for rollouts: a fresh z ~ dist for every episode start (one per slot)."""
-    return lambda _starting: dist.sample()
 
 
 def _to_tensors(state: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:

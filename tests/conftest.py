@@ -18,7 +18,7 @@ TINY = {
     "algo": {"hidden_sizes": [16, 16], "meta_batch": 4, "batch_size": 8, "embedding_batch_size": 8},
     "train": {"num_iterations": 2, "num_initial_steps": 20, "num_tasks_sample": 2, "num_steps_prior": 20,
               "num_extra_rl_steps_posterior": 20, "num_train_steps_per_itr": 5, "replay_buffer_size": 1000},
-    "eval": {"every": 1, "num_episodes": 2, "num_exp_traj_eval": 1, "n_train_tasks": 2},
+    "eval": {"every": 1, "num_episodes": 2, "num_exp_traj_eval": 1, "n_train_tasks_evaluated": 2},
     "tracking": {"progress": False, "checkpoint_every": 1},
     "num_threads": 1,
 }
@@ -35,6 +35,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _outside_the_checkout(tmp_path_factory: pytest.TempPathFactory):
+    """Module- and session-scoped fixtures run in a throwaway folder too: MLflow roots a new
+    experiment's artifacts (``mlruns/``) in the working directory, which must stay the checkout's."""
+    outputs = ("mlruns", "mlflow.db", "checkpoints", "latents", "MUJOCO_LOG.TXT")
+    there = {name for name in outputs if (REPO / name).exists()}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path_factory.mktemp("workdir"))
+        yield
+    written = [name for name in outputs if name not in there and (REPO / name).exists()]
+    assert not written, f"the tests wrote {written} into the checkout {REPO}"
 
 
 @pytest.fixture(autouse=True)

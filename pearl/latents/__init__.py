@@ -1,10 +1,10 @@
 """Latent task embeddings: what q(z|c) knows about the task, as a table, measures and plots.
 
-Typical use, on a trainer (live, or rebuilt from a run by :func:`load_run`)::
+Typical use, on a trainer (live, or rebuilt from a run by :func:`pearl.runs.load_run`)::
 
-    from pearl import latents
+    from pearl import latents, runs
 
-    loaded = latents.load_run("<mlflow run id>")            # or a checkpoint path
+    loaded = runs.load_run("<mlflow run id>")               # or a checkpoint path
     report = latents.embed_trainer(loaded.trainer)          # fresh rollouts, train + test tasks
     report.table.to_dataframe()                             # task id, split, params, n, z mean/std
     report.summary()                                        # probe R², active dims, contraction
@@ -12,11 +12,11 @@ Typical use, on a trainer (live, or rebuilt from a run by :func:`load_run`)::
 
 The building blocks work on any agent and context: :func:`collect_contexts` /
 :func:`buffer_contexts` gather context, :func:`posterior_table`, :func:`ridge_probe`,
-:func:`contraction_curve` and :func:`active_dims` measure, :mod:`pearl.latents.plots` draws.
+:func:`contraction_curve` and :func:`active_dims` measure, :func:`project` projects, :mod:`pearl.plots` draws.
 See ``docs/latents.md``.
 """
 
-from pearl.latents.context import LatentError, TaskContexts, buffer_contexts, collect_contexts
+from pearl.latents.context import SPLITS, LatentError, TaskContexts, buffer_contexts, collect_contexts
 from pearl.latents.measures import (
     Contraction,
     LatentTable,
@@ -30,25 +30,28 @@ from pearl.latents.measures import (
     r2_per_output,
     ridge_probe,
 )
+from pearl.latents.projection import PROJECTIONS, Projection, check_projection, project
 from pearl.latents.report import (
+    SOURCES,
     LatentReport,
-    LoadedRun,
     context_budget,
-    default_title,
     embed_trainer,
-    from_checkpoint,
     gather_contexts,
     inspect_latents,
-    load_run,
     training_summary,
 )
 
 __all__ = [
+    "PROJECTIONS",
+    "Projection",
+    "check_projection",
+    "project",
+    "SOURCES",
+    "SPLITS",
     "Contraction",
     "LatentError",
     "LatentReport",
     "LatentTable",
-    "LoadedRun",
     "ProbeResult",
     "TaskContexts",
     "active_dims",
@@ -57,13 +60,10 @@ __all__ = [
     "context_budget",
     "context_sizes",
     "contraction_curve",
-    "default_title",
     "embed_trainer",
-    "from_checkpoint",
     "gather_contexts",
     "held_out_r2",
     "inspect_latents",
-    "load_run",
     "posterior_table",
     "probe_table",
     "r2_per_output",

@@ -10,6 +10,7 @@ Shapes:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,8 +18,9 @@ import torch
 from torch.distributions import Distribution
 
 from pearl.agent import PEARLAgent
-from pearl.buffers import MultiTaskBuffer, TransitionBatch, context_dim, make_context
+from pearl.buffers import MultiTaskBuffer, context_dim, make_context
 from pearl.collect import VectorCollector
+from pearl.evaluation import Adaptation, acts_deterministically, in_groups
 
 SPLITS = ("train", "test")
 
@@ -107,16 +109,6 @@ def posterior_of_prefixes(agent: PEARLAgent, contexts: list[torch.Tensor], n: in
     return out
 
 
-def _sample_posterior(agent: PEARLAgent, contexts: list[torch.Tensor]) -> torch.Tensor:
-    """One z ~ q(z|c_k) per task, the prior for tasks without context. Shapes: K contexts -> [K, L]."""
-    z = agent.prior(len(contexts)).sample()
-    nonempty = [k for k, c in enumerate(contexts) if len(c)]
-    if nonempty:
-        for ids, post in posterior_of_prefixes(agent, [contexts[k] for k in nonempty]):
-            z[torch.as_tensor(np.asarray(nonempty)[ids], device=z.device)] = post.sample()
-    return z
-
-
 @torch.no_grad()
 def collect_contexts(
     agent: PEARLAgent,
@@ -127,14 +119,17 @@ def collect_contexts(
     num_exp_traj_eval: int,
     use_next_obs: bool,
     sparse_rewards: bool,
+    deterministic: str = "all",
 ) -> list[torch.Tensor]:
-    """Context of each task from fresh rollouts with posterior sampling (the meta-test protocol).
+    """Context of each task from fresh rollouts with posterior sampling: the meta-test protocol
+    (:class:`pearl.evaluation.Adaptation`), keeping what each task gathers.
 
-    Each task starts with an empty context. Episodes run the deterministic policy for at most
-    ``collector.max_path_length`` steps; the first ``num_exp_traj_eval`` draw z from the prior,
-    later ones draw z from q(z|c) on all context gathered so far (re-inferred after every episode).
-    Collection stops once every task has ``n_transitions`` transitions (the last episode may be
-    cut short); tasks are run ``len(collector.envs)`` at a time.
+    Each task starts with an empty context. Episodes run for at most ``collector.max_path_length``
+    steps; the first ``num_exp_traj_eval`` draw z from the prior, later ones draw z from q(z|c) on
+    all context gathered so far. ``deterministic`` is the meta-test's (``eval.deterministic_episodes``):
+    with ``"last"`` only the last of the ``ceil(n_transitions / max_path_length)`` episodes acts
+    with the mean action. Collection stops once every task has ``n_transitions`` transitions (the
+    last episode may be cut short); tasks are run ``len(collector.envs)`` at a time.
 
     Returns:
         K tensors [n_transitions, C] (fewer only if episodes end after a single step throughout).
@@ -144,39 +139,18 @@ def collect_contexts(
     """
     if n_transitions < 1:
         raise LatentError(f"n_transitions: expected at least 1, got {n_transitions}")
-    slots = len(collector.envs)
+    planned = math.ceil(n_transitions / collector.max_path_length)  # episodes, if none ends early
     out: list[torch.Tensor] = []
-    for start in range(0, len(tasks), slots):
-        chunk = tasks[start : start + slots]
-        out.extend(_collect_chunk(agent, collector, chunk, n_transitions, num_exp_traj_eval,
-                                  use_next_obs=use_next_obs, sparse_rewards=sparse_rewards))
+    for _, group in in_groups(np.asarray(tasks), len(collector.envs)):
+        adaptation = Adaptation(agent, collector, group, num_exp_traj_eval=num_exp_traj_eval,
+                                use_next_obs=use_next_obs, sparse_rewards=sparse_rewards)
+        # every episode adds at least one transition per task, so n_transitions episodes always suffice
+        while adaptation.n_context.min() < n_transitions and adaptation.episodes < n_transitions:
+            steps = int(min(collector.max_path_length, n_transitions - adaptation.n_context.min()))
+            mean_action = acts_deterministically(adaptation.episodes, planned, deterministic)
+            adaptation.run_episode(steps, deterministic=mean_action)
+        out.extend(c[:n_transitions] for c in adaptation.contexts())
     return out
-
-
-def _collect_chunk(agent: PEARLAgent, collector: VectorCollector, tasks: np.ndarray, n_transitions: int,
-                   num_exp_traj_eval: int, *, use_next_obs: bool, sparse_rewards: bool) -> list[torch.Tensor]:
-    K, device = len(tasks), collector.device
-    chunks: list[list[torch.Tensor]] = [[] for _ in range(K)]
-    counts = np.zeros(K, dtype=np.int64)
-    episode = 0
-    # every episode adds at least one transition per task, so n_transitions episodes always suffice
-    while counts.min() < n_transitions and episode < n_transitions:
-        steps = int(min(collector.max_path_length, n_transitions - counts.min()))
-        if episode < num_exp_traj_eval:
-            z = agent.prior(K).sample()
-        else:
-            empty = torch.zeros(0, agent.encoder.context_dim, device=device)
-            z = _sample_posterior(agent, [torch.cat(c) if c else empty for c in chunks])
-        ro = collector.rollout(agent, tasks, steps, lambda _starting: z, deterministic=True)
-        first = ro.episode_ids == 0  # [K, S]: one episode per task, as in the meta-test
-        for k in range(K):
-            n = int(first[k].sum())
-            batch = TransitionBatch(*(torch.as_tensor(x[k, :n][None], device=device) for x in (
-                ro.observations, ro.actions, ro.rewards, ro.next_observations, ro.terminals, ro.sparse_rewards)))
-            chunks[k].append(make_context(batch, use_next_obs=use_next_obs, sparse_rewards=sparse_rewards)[0])
-            counts[k] += n
-        episode += 1
-    return [torch.cat(c)[:n_transitions] for c in chunks]
 
 
 def buffer_contexts(

@@ -1,7 +1,7 @@
 """Latent inspection end to end: gather context, measure, plot, save, log.
 
 :func:`embed_trainer` inspects the agent of a :class:`~pearl.trainer.Trainer` (a live one, or one
-rebuilt from a checkpoint by :func:`load_run`) and returns a :class:`LatentReport`;
+rebuilt from a checkpoint by :func:`pearl.runs.load_run`) and returns a :class:`LatentReport`;
 :func:`training_summary` is the cheap version the trainer logs every ``eval.latent_every``
 iterations.
 """
@@ -30,6 +30,7 @@ from pearl.latents.measures import (
     posterior_table,
     probe_table,
 )
+from pearl.latents.projection import project
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -108,10 +109,10 @@ class LatentReport:
 
     def figures(self, *, title: str, projection: str = "pca", seed: int = 0) -> dict[str, Figure]:
         """``{file name: figure}``: projection, contraction and (with a probe) probe plots."""
-        from pearl.latents import plots
+        from pearl import plots  # matplotlib, headless: only where figures are drawn
 
         figs = {
-            "projection.png": plots.projection(self.table, title=title, method=projection, seed=seed),
+            "projection.png": plots.projection(self.table, project(self.table, projection, seed=seed), title=title),
             "contraction.png": plots.contraction(self.contraction, title=title, episode_length=self.episode_length),
         }
         if self.probe is not None:
@@ -203,7 +204,8 @@ def gather_contexts(
     """Context for every task of ``splits`` of the trainer's task distribution.
 
     ``rollouts``: fresh episodes with posterior sampling (the meta-test protocol: the first
-    ``eval.num_exp_traj_eval`` episodes with z from the prior), ``n_context`` transitions per task
+    ``eval.num_exp_traj_eval`` episodes with z from the prior, mean actions as ``eval.deterministic_episodes``
+    says; one meta-test per task, whatever ``eval.num_runs``), ``n_context`` transitions per task
     (default: :func:`context_budget`). ``buffer``: the first ``n_context`` transitions (default all)
     of each training task's context buffer, the data the encoder trains on; tasks with an empty
     buffer are left out, and test tasks have no buffer.
@@ -233,7 +235,8 @@ def gather_contexts(
             ctx = collect_contexts(trainer.agent, trainer.collector, tasks,
                                    n_transitions=n_context or context_budget(trainer),
                                    num_exp_traj_eval=cfg.eval.num_exp_traj_eval,
-                                   use_next_obs=cfg.encoder.use_next_obs, sparse_rewards=trainer.sparse_rewards)
+                                   use_next_obs=cfg.encoder.use_next_obs, sparse_rewards=trainer.sparse_rewards,
+                                   deterministic=cfg.eval.deterministic_episodes)
         part = TaskContexts(tasks, ids, np.full(len(tasks), split, dtype=object), ctx)
         parts.append(part.select(part.n_context > 0))
     if sum(len(p) for p in parts) == 0:
@@ -291,68 +294,6 @@ def training_summary(trainer: Trainer) -> dict[str, float]:
     summary = embed_trainer(trainer).summary()
     keys = ("probe_r2_cv", "probe_r2_test", "active_dims", "kl_to_prior", "std_context_1", "std_context_full")
     return {f"latent/{k}": summary[k] for k in keys if math.isfinite(summary[k])}
-
-
-# ----------------------------------------------------------------------------------------------
-# from a run or a checkpoint
-
-
-@dataclass
-class LoadedRun:
-    """A trainer rebuilt from a checkpoint, ready to inspect (networks and buffers loaded)."""
-
-    trainer: Trainer
-    checkpoint: str
-    run_id: str | None
-    iteration: int
-    env_steps: int
-
-
-def load_run(run: str, *, tracking_uri: str | None = None) -> LoadedRun:
-    """Rebuild the agent of a run: ``run`` is an MLflow run id, a checkpoint folder or a checkpoint file.
-
-    Raises:
-        pearl.cli.UsageError: no such run or path, or the run recorded no checkpoints.
-        pearl.checkpoint.CheckpointError: the checkpoint is missing or does not load.
-        pearl.config.ConfigError, envs.EnvError, encoders.EncoderError: the saved config cannot be built.
-    """
-    from pearl.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
-    from pearl.cli import _locate_checkpoints
-
-    folder, run_id = _locate_checkpoints(run, tracking_uri)
-    state = load_checkpoint(run) if Path(run).is_file() else latest_checkpoint(folder)
-    if state is None:
-        where = f"run {run_id}" if run_id else str(folder)
-        raise CheckpointError(f"{where} has no checkpoint in {folder}")
-    state.setdefault("_path", run)
-    return from_checkpoint(state, run_id=run_id)
-
-
-def from_checkpoint(state: dict[str, Any], *, run_id: str | None = None) -> LoadedRun:
-    """Rebuild a trainer from a loaded checkpoint: its saved config, networks and context buffer.
-
-    Raises:
-        pearl.config.ConfigError, envs.EnvError, encoders.EncoderError: the saved config cannot be built.
-    """
-    import yaml
-
-    from pearl.config import config_from_dict
-    from pearl.trainer import Trainer
-
-    path = str(state.get("_path", "<checkpoint>"))
-    cfg = config_from_dict(yaml.safe_load(state["config_yaml"]), f"{path} (saved config)")
-    trainer = Trainer(cfg)
-    trainer.learner.load_state_dict(state["learner"])
-    # the context buffer only: it is the buffer source's data (the RL buffer can be large)
-    trainer.enc_buffer.load_state_dict({k: v.numpy() for k, v in state["enc_buffer"].items()})
-    trainer.iteration, trainer.env_steps = int(state["iteration"]), int(state["env_steps"])
-    return LoadedRun(trainer, path, run_id or state.get("run_id") or None, trainer.iteration, trainer.env_steps)
-
-
-def default_title(env: str, *, run_id: str | None, checkpoint: str, iteration: int) -> str:
-    """``run 1a2b3c4d · point-robot · iteration 40`` (the checkpoint file when there is no run)."""
-    who = f"run {run_id[:8]}" if run_id else Path(checkpoint).name
-    return f"{who} · {env} · iteration {iteration}"
 
 
 def _r2(value: float) -> str:

@@ -34,7 +34,7 @@ def test_each_builtin_trains_on_the_point_robot(name: str, tiny_config_dict: dic
 def test_worked_example_trains_by_path(tmp_path: Path) -> None:
     out = run("train", str(EXPERIMENTS / "custom_encoder" / "config.yaml"),
               "--set", "train.num_iterations=1", "--set", "train.num_train_steps_per_itr=5",
-              "--set", "env.n_train_tasks=6", "--set", "env.n_test_tasks=2", "--set", "eval.n_train_tasks=1",
+              "--set", "env.n_train_tasks=6", "--set", "env.n_test_tasks=2", "--set", "eval.n_train_tasks_evaluated=1",
               "--set", "train.num_initial_steps=20", "--no-progress", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     (finished,) = _runs(tmp_path)

@@ -178,7 +178,7 @@ def test_sigkill_after_first_checkpoint_then_resume_matches_uninterrupted_run(
     assert run.info.status == "FINISHED"
     assert_same_metrics(metrics_of(uri, run.info.run_id), reference["metrics"])
     # the learning-curve plot of the resumed run is drawn from every evaluation, before the kill too
-    from pearl.cli import evaluation_history
+    from pearl.runs import evaluation_history
     from pearl.tracking import Tracker
 
     history = evaluation_history(Tracker(uri, run_id=run.info.run_id))
@@ -367,6 +367,29 @@ def test_checkpoint_from_another_version_says_what_differs(
     torch.save(state, newest)
     code, err = pearl("evaluate", str(newest), capsys=capsys)
     assert code == 2 and "format version 99 (written by pearl 9.9.0) is not supported" in err
+
+
+def test_checkpoint_with_keys_renamed_since_resumes_and_evaluates(
+    reference: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """eval.deterministic and eval.n_train_tasks were renamed; checkpoints written before still load."""
+    from pearl.checkpoint import load_checkpoint, state_digest
+
+    shutil.copy(reference["root"] / "mlflow.db", tmp_path / "mlflow.db")  # this test's store: a copy
+    folder = _copy_checkpoints(reference, tmp_path / "ckpts")
+    newest = sorted(folder.glob("ckpt_*.pt"))[-1]
+    state = load_checkpoint(newest)
+    saved = yaml.safe_load(state["config_yaml"])
+    saved["eval"]["deterministic"] = saved["eval"].pop("deterministic_episodes")
+    saved["eval"]["n_train_tasks"] = saved["eval"].pop("n_train_tasks_evaluated")
+    state["config_yaml"] = yaml.safe_dump(saved)
+    state["checksum"] = state_digest(state)
+    torch.save(state, newest)
+    code, err = pearl("evaluate", str(newest), "--episodes", "2", capsys=capsys)
+    assert code == 0, err
+    code, err = pearl("resume", str(folder), "--set", "train.num_iterations=6", capsys=capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in folder.glob("ckpt_*.pt"))[-1] == "ckpt_000006.pt"
 
 
 def test_malicious_checkpoint_is_refused_by_the_cli_and_its_payload_never_runs(

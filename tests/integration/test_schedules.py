@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from pearl.config import ConfigError, config_from_dict
+from pearl.runs import build_trainer
 from pearl.trainer import Trainer, visit_rounds
 from tests.conftest import TINY
 
@@ -51,7 +52,7 @@ RUNS = [
     pytest.param({"train": {"num_steps_posterior": 45, "posterior_phase_start": "prior"}}, id="posterior-from-prior"),
     pytest.param({"train": {"num_steps_prior": 7, "num_extra_rl_steps_posterior": 3}}, id="partial-episodes"),
     pytest.param({"eval": {"num_episodes": 2, "num_exp_traj_eval": 2}}, id="exploration-only-meta-test"),
-    pytest.param({"eval": {"num_runs": 4, "n_train_tasks": 0}}, id="several-runs"),
+    pytest.param({"eval": {"num_runs": 4, "n_train_tasks_evaluated": 0}}, id="several-runs"),
     pytest.param({"eval": {"n_test_tasks": 50}}, id="more-eval-tasks-than-test-tasks"),
     pytest.param({"eval": {"latent_every": 1}}, id="latent-summary-on-few-tasks"),
     pytest.param({"algo": {"embedding_batch_size": 500, "meta_batch": 20}}, id="batches-larger-than-buffers"),
@@ -65,7 +66,7 @@ RUNS = [
 @pytest.mark.parametrize("changes", RUNS)
 def test_every_config_that_validates_trains(changes: dict) -> None:
     cfg = config_from_dict(_config(changes), "tiny")
-    trainer = Trainer(cfg)
+    trainer = build_trainer(cfg)  # with the hooks the config asks for (the latent summary)
     for _ in range(2):
         result = trainer.run_iteration()
     losses = {k: v for k, v in result.metrics.items() if k.startswith("train/loss_")}

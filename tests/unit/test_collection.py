@@ -34,9 +34,9 @@ def test_posterior_phase_start(tiny_config_dict: dict, start: str, posterior_pha
     original = trainer.collector.rollout
 
     def rollout(agent, tasks, n_steps, z_source, **kwargs):
-        z = z_source(np.ones(len(tasks), bool))
+        z = z_source()
         sources.append("q" if torch.all(z > POSTERIOR_LOC / 2) else "prior")
-        return original(agent, tasks, n_steps, lambda _starting: z, **kwargs)
+        return original(agent, tasks, n_steps, lambda: z, **kwargs)
 
     trainer.collector.rollout = rollout
     context_before = trainer.enc_buffer.sizes.copy()
@@ -64,3 +64,45 @@ def test_sparse_family_feeds_the_context_its_sparse_reward_by_default(tiny_confi
     assert torch.all((rewards == 0) | (rewards > 0.8))  # 0 outside the goal radius, 1 - distance inside
     assert torch.all(batch.rewards < 0)  # the critic's reward stays dense: -distance
     assert torch.all(batch.sparse_rewards >= 0)
+
+
+def test_a_visit_starts_from_a_cleared_context_and_keeps_extra_rl_steps_out_of_it(tiny_config_dict: dict) -> None:
+    """Per visit: the context buffer is cleared, refilled by the prior and posterior phases only
+    (their transitions, in order), and q(z|c) of the posterior phases reads nothing older; the RL
+    buffer gets all three phases on top of what it had."""
+    tiny_config_dict["train"].update(num_tasks_sample=1, num_steps_prior=20, num_steps_posterior=20,
+                                     num_extra_rl_steps_posterior=20)
+    trainer = Trainer(config_from_dict(tiny_config_dict, "tiny"))
+    trainer.collect_initial()
+    stale = 1e6  # marks every transition collected before the visit
+    for task_id in range(trainer.n_train):
+        trainer.enc_buffer.data["observations"][task_id, : trainer.enc_buffer.sizes[task_id]] = stale
+    rl_before = {k: v.copy() for k, v in trainer.rl_buffer.state_dict().items()}
+    contexts: list[torch.Tensor] = []
+    posterior = trainer.agent.posterior
+
+    def recording_posterior(context: torch.Tensor) -> torch.distributions.Distribution:
+        contexts.append(context.clone())
+        return posterior(context)
+
+    trainer.agent.posterior = recording_posterior
+    phases: list[np.ndarray] = []  # observations of each phase's rollouts
+    rollout = trainer.collector.rollout
+
+    def recording(*args, **kwargs):
+        ro = rollout(*args, **kwargs)
+        phases.append(ro.observations[0])
+        return ro
+
+    trainer.collector.rollout = recording
+    (task,) = trainer.collect_iteration()
+    assert len(phases) == 3 and contexts  # prior, posterior, extra; q(z|c) asked for the last two
+    assert all((c[..., :2] != stale).all() for c in contexts)
+    stored = trainer.enc_buffer.all_of(int(task)).observations[0].numpy()
+    np.testing.assert_array_equal(stored, np.concatenate(phases[:2]))  # prior + posterior, not extra
+    rl = trainer.rl_buffer
+    np.testing.assert_array_equal(rl.sizes - rl_before["sizes"], np.eye(trainer.n_train, dtype=int)[task] * 60)
+    newest = rl.all_of(int(task)).observations[0].numpy()[-60:]
+    np.testing.assert_array_equal(newest, np.concatenate(phases))
+    np.testing.assert_array_equal(rl.all_of(int(task)).observations[0].numpy()[:-60],
+                                  rl_before["data.observations"][task, : rl_before["sizes"][task]])

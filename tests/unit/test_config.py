@@ -8,12 +8,14 @@ import pytest
 import yaml
 
 from pearl.config import (
+    RENAMED,
     ConfigError,
     ExperimentConfig,
     apply_overrides,
     config_from_dict,
     flatten,
     load_config,
+    saved_config_dict,
 )
 from tests.conftest import EXPERIMENTS
 
@@ -112,3 +114,29 @@ def test_flatten_gives_dotted_params() -> None:
     flat = flatten(ExperimentConfig().to_dict())
     assert flat["algo.kl_lambda"] == 0.1 and flat["train.num_iterations"] == 500
     assert yaml.safe_load(ExperimentConfig().to_yaml())["encoder"]["name"] == "mlp"
+
+
+# ----------------------------------------------------------------------------------------------
+# renamed keys: a config says the new name, a checkpoint's saved config is upgraded
+
+
+@pytest.mark.parametrize("old, new", sorted(RENAMED.items()))
+def test_a_renamed_key_in_a_config_names_its_new_name(old: str, new: str, tmp_path: Path) -> None:
+    section, key = old.split(".")
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump({section: {key: 1 if "tasks" in key else "last"}}))
+    with pytest.raises(ConfigError, match=f"old.yaml: {old}: renamed to {new}"):
+        load_config(path)
+    path.write_text("")
+    with pytest.raises(ConfigError, match=f"{old}: renamed to {new}"):
+        load_config(path, [f"{old}=1"])
+
+
+def test_a_checkpoints_saved_config_with_old_names_is_upgraded() -> None:
+    saved = ExperimentConfig().to_dict()
+    saved["eval"]["deterministic"] = saved["eval"].pop("deterministic_episodes")
+    saved["eval"]["deterministic"] = "last"
+    saved["eval"]["n_train_tasks"] = 3
+    del saved["eval"]["n_train_tasks_evaluated"]
+    cfg = config_from_dict(saved_config_dict(yaml.safe_dump(saved)), "checkpoint")
+    assert cfg.eval.deterministic_episodes == "last" and cfg.eval.n_train_tasks_evaluated == 3

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pyro.distributions as dist
 import pytest
+import torch
 
 from pearl.config import config_from_dict
 from pearl.evaluation import MetaTestResult
@@ -33,7 +35,7 @@ def test_no_adapted_episode_is_nan() -> None:
 
 @pytest.mark.parametrize("mode, expected", [("all", [True] * 4), ("last", [False, False, False, True])])
 def test_which_episodes_act_deterministically(tiny_config_dict: dict, mode: str, expected: list[bool]) -> None:
-    tiny_config_dict["eval"].update(num_episodes=4, deterministic=mode)
+    tiny_config_dict["eval"].update(num_episodes=4, deterministic_episodes=mode)
     trainer = Trainer(config_from_dict(tiny_config_dict))
     seen: list[bool] = []
     original = trainer.collector.rollout
@@ -89,3 +91,78 @@ def test_more_meta_tests_than_slots_run_in_groups(tiny_config_dict: dict) -> Non
     result = trainer.evaluate(tasks, num_episodes=2)
     assert result.returns.shape == (6, 2)
     assert sizes == [3, 3, 3, 3]  # group 1: episodes 0 and 1, then group 2
+
+
+# ----------------------------------------------------------------------------------------------
+# the protocol itself: which z each episode used, and the context it was inferred from
+
+PRIOR_LOC, POSTERIOR_LOC = -100.0, 100.0
+
+
+def _stand_in_distributions(agent: torch.nn.Module, latent_dim: int, seen: list[torch.Tensor]) -> None:
+    """Prior and posterior that tell their source by z: the prior around -100, q(z|c) around
+    100 + the context length. The contexts q(z|c) is asked about are recorded in ``seen``."""
+
+    def prior(n_tasks: int) -> dist.Distribution:
+        return dist.Normal(torch.full((n_tasks, latent_dim), PRIOR_LOC), 1e-3).to_event(1)
+
+    def posterior(context: torch.Tensor) -> dist.Distribution:
+        seen.append(context.clone())
+        loc = POSTERIOR_LOC + context.shape[1]
+        return dist.Normal(torch.full((context.shape[0], latent_dim), loc), 1e-3).to_event(1)
+
+    agent.prior, agent.posterior = prior, posterior
+
+
+def test_each_episode_uses_prior_z_then_the_posterior_of_all_earlier_episodes(tiny_config_dict: dict) -> None:
+    tiny_config_dict["eval"].update(num_episodes=4, num_exp_traj_eval=2)
+    trainer = Trainer(config_from_dict(tiny_config_dict))
+    seen: list[torch.Tensor] = []
+    _stand_in_distributions(trainer.agent, trainer.cfg.encoder.latent_dim, seen)
+    episodes: list[tuple[torch.Tensor, object]] = []  # (z, rollouts) of each episode
+    original = trainer.collector.rollout
+
+    def rollout(agent, tasks, n_steps, z_source, **kwargs):
+        z = z_source()
+        ro = original(agent, tasks, n_steps, lambda: z, **kwargs)
+        episodes.append((z, ro))
+        return ro
+
+    trainer.collector.rollout = rollout
+    trainer.evaluate(trainer.test_tasks)
+    steps = trainer.max_path_length
+    locs = [float(z.mean()) for z, _ in episodes]
+    assert locs == pytest.approx([PRIOR_LOC, PRIOR_LOC, POSTERIOR_LOC + 2 * steps, POSTERIOR_LOC + 3 * steps], abs=0.1)
+    # episode 2 saw the transitions of episodes 0 and 1, episode 3 those of 0, 1 and 2, in order
+    assert [c.shape[:2] for c in seen] == [(3, 2 * steps), (3, 3 * steps)]
+    for context, n_before in zip(seen, (2, 3)):
+        earlier = [ro for _, ro in episodes[:n_before]]
+        observations = np.concatenate([ro.observations for ro in earlier], axis=1)  # [K, n * S, O]
+        rewards = np.concatenate([ro.rewards for ro in earlier], axis=1)
+        np.testing.assert_array_equal(context[..., :2].numpy(), observations)
+        np.testing.assert_array_equal(context[..., -1:].numpy(), rewards)
+
+
+@pytest.mark.parametrize("mode, expected", [("all", [True] * 3), ("last", [False, False, True])])
+def test_latent_context_collection_follows_the_same_protocol(tiny_config_dict: dict, mode: str,
+                                                             expected: list[bool]) -> None:
+    """pearl.latents gathers its rollouts context with the meta-test's episodes, eval.deterministic_episodes included."""
+    from pearl import latents
+
+    tiny_config_dict["eval"].update(num_episodes=3, deterministic_episodes=mode)
+    trainer = Trainer(config_from_dict(tiny_config_dict))
+    seen: list[torch.Tensor] = []
+    _stand_in_distributions(trainer.agent, trainer.cfg.encoder.latent_dim, seen)
+    flags: list[bool] = []
+    original = trainer.collector.rollout
+
+    def rollout(*args, **kwargs):
+        flags.append(kwargs["deterministic"])
+        return original(*args, **kwargs)
+
+    trainer.collector.rollout = rollout
+    contexts = latents.gather_contexts(trainer, splits=("test",))
+    assert flags == expected
+    steps = trainer.max_path_length
+    assert [c.shape[:2] for c in seen] == [(3, steps), (3, 2 * steps)]  # after episode 1 (exploration), then 2
+    assert all(len(c) == 3 * steps for c in contexts.contexts)

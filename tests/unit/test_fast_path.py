@@ -1,7 +1,7 @@
 """The fast gradient step computes what the plain one does.
 
-``SACLearner.update`` keeps activations feature-major, runs the twin critics as one batched network,
-skips Q's weight gradients in the actor loss and uses fused Adam. Here a reference written the plain
+``SACLearner.update`` runs the twin critics as one batched network, skips Q's weight gradients in
+the actor loss and uses fused Adam. Here a reference written the plain
 way (separate row-major MLPs, textbook formulas, default ``torch.optim.Adam``) starts from the same
 parameters and the same random draws, and the two must agree on the losses, the gradients and the
 parameters after several steps, for both SAC variants.
@@ -19,6 +19,7 @@ import encoders
 from pearl.agent import PEARLAgent
 from pearl.buffers import TransitionBatch, context_dim
 from pearl.config import AlgoConfig
+from pearl import sac
 from pearl.sac import SACLearner
 
 O, A, L, T, B, N = 2, 2, 3, 3, 5, 4
@@ -35,7 +36,7 @@ def make_learner(variant: str, device: str = "cpu", **overrides) -> SACLearner:
                                  kwargs={"hidden_sizes": ENC_HIDDEN})
     agent = PEARLAgent(enc, obs_dim=O, action_dim=A, hidden_sizes=HIDDEN)
     cfg = AlgoConfig(variant=variant, hidden_sizes=HIDDEN, reward_scale=5.0, kl_lambda=0.1, **overrides)
-    return SACLearner(agent, obs_dim=O, action_dim=A, cfg=cfg).to(device)
+    return sac.make_learner(agent, obs_dim=O, action_dim=A, cfg=cfg).to(device)
 
 
 def make_batch(seed: int, device: str = "cpu") -> tuple[TransitionBatch, torch.Tensor]:

@@ -14,7 +14,6 @@ from encoders import ContextEncoder
 from encoders.gaussian import diagonal_gaussian, product_of_gaussians
 from pearl import latents
 from pearl.agent import PEARLAgent
-from pearl.latents import plots
 from pearl.latents.measures import fit_ridge, select_alpha
 
 
@@ -186,14 +185,14 @@ def test_an_encoder_that_carries_the_task_probes_to_one_and_plots(tmp_path) -> N
 def test_tsne_projection_has_no_ellipses() -> None:
     pytest.importorskip("sklearn")
     table = latents.posterior_table(_agent(FixedPrecisionEncoder), _contexts(), ("goal_x", "goal_y"))
-    xy, labels, cov = plots.project(table, "tsne")
-    assert xy.shape == (8, 2) and cov is None and labels[0] == "t-SNE 1"
+    plane = latents.project(table, "tsne")
+    assert plane.xy.shape == (8, 2) and plane.cov is None and plane.labels[0] == "t-SNE 1"
 
 
 def test_unknown_projection_is_a_latent_error() -> None:
     table = latents.posterior_table(_agent(FixedPrecisionEncoder), _contexts(), ("goal_x", "goal_y"))
     with pytest.raises(latents.LatentError, match="unknown projection"):
-        plots.project(table, "isomap")
+        latents.project(table, "isomap")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -251,11 +250,12 @@ def test_buffer_source_with_empty_buffers_is_an_empty_task_set(point_trainer) ->
 
 def test_periodic_latent_summary_is_logged_and_does_not_change_training(tiny_config_dict) -> None:
     from pearl.config import config_from_dict
+    from pearl.runs import build_trainer
     from pearl.trainer import Trainer
 
     def run(latent_every: int) -> tuple[Trainer, list[dict]]:
         d = {**tiny_config_dict, "eval": {**tiny_config_dict["eval"], "latent_every": latent_every}}
-        trainer = Trainer(config_from_dict(d, "tiny"))
+        trainer = build_trainer(config_from_dict(d, "tiny"))  # the latent summary is a hook it adds
         return trainer, [trainer.run_iteration().metrics for _ in range(2)]
 
     with_summary, metrics_on = run(1)
@@ -271,10 +271,10 @@ def test_periodic_latent_summary_is_logged_and_does_not_change_training(tiny_con
 
 def test_projection_is_checked_before_any_work() -> None:
     with pytest.raises(latents.LatentError, match="unknown projection"):
-        plots.check_projection("isomap")
-    plots.check_projection("pca")
+        latents.check_projection("isomap")
+    latents.check_projection("pca")
     try:
         import umap  # noqa: F401
     except ImportError:
         with pytest.raises(latents.LatentError, match="pip install umap-learn"):
-            plots.check_projection("umap")
+            latents.check_projection("umap")

@@ -101,7 +101,7 @@ def ours(official: dict[str, Any]) -> dict[str, Any]:
         "train.posterior_phase_start": "prior",
         "eval.num_episodes": o["num_steps_per_eval"] // o["max_path_length"],
         "eval.num_exp_traj_eval": o["num_exp_traj_eval"], "eval.num_runs": o["num_evals"],
-        "eval.deterministic": "all", "eval.n_test_tasks": None,
+        "eval.deterministic_episodes": "all", "eval.n_test_tasks": None,
     }
 
 
