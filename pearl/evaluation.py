@@ -62,21 +62,24 @@ class MetaTestResult:
         return self.returns.mean(axis=0)
 
     def metrics(self, prefix: str) -> dict[str, float]:
-        """Flat metrics, e.g. ``eval/test/return_adapted``, ``eval/test/return_episode_0``."""
+        """Flat metrics, e.g. ``eval/test/return_adapted``, ``eval/test/return_episode_0``, and where
+        the env defines success ``eval/test/success_episode_0`` beside each episode's return."""
         out = {f"{prefix}/return_prior": self.return_prior, f"{prefix}/return_adapted": self.return_adapted}
         out.update({f"{prefix}/return_episode_{e}": float(r) for e, r in enumerate(self.curve)})
         if self.successes is not None:
             out[f"{prefix}/success_prior"] = float(self.successes[:, : self.num_exp_traj_eval].mean())
             if self.successes.shape[1] > self.num_exp_traj_eval:
                 out[f"{prefix}/success_adapted"] = float(self.successes[:, -1].mean())
+            out.update({f"{prefix}/success_episode_{e}": float(v) for e, v in enumerate(self.successes.mean(axis=0))})
         return out
 
     def table(self) -> str:
         """The adaptation curve as a small text table."""
-        lines = ["episode  z from     mean return  std"]
+        lines = ["episode  z from     mean return  std" + ("    success" if self.successes is not None else "")]
         for e, col in enumerate(self.returns.T):
             source = "prior" if e < self.num_exp_traj_eval else "posterior"
-            lines.append(f"{e:>7}  {source:<9}  {col.mean():>11.3f}  {col.std():.3f}")
+            success = f"  {self.successes[:, e].mean():>9.2f}" if self.successes is not None else ""
+            lines.append(f"{e:>7}  {source:<9}  {col.mean():>11.3f}  {col.std():.3f}{success}")
         return "\n".join(lines)
 
 

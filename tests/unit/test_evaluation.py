@@ -24,6 +24,8 @@ def test_summary_numbers() -> None:
     m = result.metrics("eval/test")
     assert m["eval/test/return_episode_3"] == 15.0 and m["eval/test/success_adapted"] == 0.5
     assert m["eval/test/success_prior"] == 0.25
+    assert [m[f"eval/test/success_episode_{e}"] for e in range(4)] == [0.0, 0.5, 0.5, 0.5]  # beside each return
+    assert result.table().splitlines()[0].endswith("success") and result.table().splitlines()[2].endswith("0.50")
     assert "posterior" in result.table() and "prior" in result.table()
 
 
