@@ -34,7 +34,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     if args.no_progress:
         cfg.tracking.progress = False
-    with runs.start(cfg, source=str(args.config)) as run:
+    with runs.start(cfg, source=str(args.config), overrides=args.set) as run:
         return _train(run)
 
 

@@ -381,11 +381,28 @@ class TrainingRun:
                 log.warning("%s", err)
 
 
-def start(cfg: ExperimentConfig, *, source: str = "") -> TrainingRun:
+def start(cfg: ExperimentConfig, *, source: str = "", overrides: Sequence[str] = ()) -> TrainingRun:
     """A new run of ``cfg``: the trainer is built first, so a bad env or encoder is reported before
-    an MLflow run exists; then the run is created with the config as params and artifact."""
+    an MLflow run exists; then the run is created with the config as params and artifact, and tags
+    that say how to repeat it (``pearl.config``: the config file, ``pearl.overrides``: the ``--set``
+    values) and where it ran (``pearl.machine``)."""
     trainer = build_trainer(cfg)
-    return TrainingRun(trainer, Tracker.start(cfg, run_name=_run_name(cfg)), source=source, resumed=False)
+    tracker = Tracker.start(cfg, run_name=_run_name(cfg))
+    tracker.set_tags({"pearl.config": source, "pearl.overrides": " ".join(overrides),
+                      "pearl.machine": machine_description(trainer)})
+    return TrainingRun(trainer, tracker, source=source, resumed=False)
+
+
+def machine_description(trainer: Trainer) -> str:
+    """Cores, processor, torch build and threads, device: what a run's wall clock was measured on."""
+    import os
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    return (f"{os.cpu_count()} cores ({cpu}), torch {torch.__version__} with {torch.get_num_threads()} thread(s), "
+            f"device {trainer.device}")
 
 
 def _run_name(cfg: ExperimentConfig) -> str:

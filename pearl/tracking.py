@@ -204,6 +204,11 @@ class Tracker:
     def set_tag(self, key: str, value: str) -> None:
         self.client.set_tag(self.run_id, key, value)
 
+    def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
     def end(self, status: str = "FINISHED") -> None:
         """Flush and mark the run ``FINISHED``, ``FAILED`` or ``KILLED``.
 

@@ -50,6 +50,9 @@ def test_train_logs_a_finished_run(tmp_path: Path, tiny_config_dict: dict) -> No
     assert run_info.info.status == "FINISHED"
     assert run_info.data.params["seed"] == "3" and run_info.data.params["algo.kl_lambda"] == "0.5"
     assert run_info.data.tags["pearl.version"]
+    tags = run_info.data.tags  # how to repeat the run, and where it ran
+    assert tags["pearl.config"] == str(cfg) and tags["pearl.overrides"] == "seed=3 algo.kl_lambda=0.5"
+    assert "cores" in tags["pearl.machine"] and "torch" in tags["pearl.machine"]
     metrics = run_info.data.metrics
     for key in ("train/loss_critic", "train/loss_kl", "eval/test/return_adapted", "eval/test/return_prior",
                 "eval/test/return_episode_0", "eval/train/return_adapted", "time/iteration_s"):

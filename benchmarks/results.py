@@ -1,0 +1,183 @@
+"""Regenerates docs/results.md and its plots from the training runs in an MLflow store.
+
+Every run made by ``pearl train`` records how to repeat it (tags ``pearl.config`` and
+``pearl.overrides``) and where it ran (``pearl.machine``). Runs of the same config and overrides,
+apart from the seed, form one entry: a table per seed (status, iterations, env steps, wall clock,
+the final and best adapted test return, the prior-z return, the success rate where the env has
+one), the learning curve (adapted test return against env steps and wall clock, per seed and the
+mean) and the adaptation curve of the last evaluation. Usage::
+
+    python benchmarks/results.py --tracking-uri sqlite:///results/mlflow.db            # -> docs/results.md
+    python benchmarks/results.py --tracking-uri sqlite:///results/mlflow.db --config experiments/cheetah_vel_fast.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+ADAPTED, PRIOR, TOTAL_S = "eval/test/return_adapted", "eval/test/return_prior", "time/total_s"
+
+
+@dataclass
+class SeedRun:
+    """One run's figures, read from the store."""
+
+    run_id: str
+    seed: int
+    status: str
+    machine: str
+    steps: np.ndarray  # [N] env steps of the evaluations
+    adapted: np.ndarray  # [N]
+    minutes: np.ndarray  # [N] wall clock of training at each evaluation
+    prior: float
+    success: float | None
+    episodes: np.ndarray  # [E] mean return per meta-test episode at the last evaluation
+    episode_success: np.ndarray | None  # [E]
+    iterations: int
+
+
+@dataclass
+class Entry:
+    """The runs of one config and overrides (all seeds)."""
+
+    config: str
+    overrides: str
+    runs: list[SeedRun] = field(default_factory=list)
+
+    @property
+    def slug(self) -> str:
+        name = Path(self.config).stem + ("__" + self.overrides if self.overrides else "")
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:80]
+
+
+def _history(client: MlflowClient, run_id: str, key: str) -> dict[int, float]:
+    """step -> value (the latest logged value of a step, as a resumed run may log one twice)."""
+    out: dict[int, float] = {}
+    for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp):
+        out[m.step] = m.value
+    return out
+
+
+def read_entries(uri: str, configs: list[str]) -> list[Entry]:
+    """Every run with a ``pearl.config`` tag (only those of ``configs`` if given), grouped."""
+    client = MlflowClient(uri)
+    entries: dict[tuple[str, str], Entry] = {}
+    for experiment in client.search_experiments():
+        for run in client.search_runs([experiment.experiment_id], max_results=5000):
+            tags, metrics = run.data.tags, run.data.metrics
+            config = tags.get("pearl.config")
+            if not config or (configs and config not in configs) or ADAPTED not in metrics:
+                continue
+            overrides = " ".join(o for o in tags.get("pearl.overrides", "").split()
+                                 if not o.startswith(("seed=", "tracking.")))  # the seed varies within an entry
+            entry = entries.setdefault((config, overrides), Entry(config, overrides))
+            adapted, total = _history(client, run.info.run_id, ADAPTED), _history(client, run.info.run_id, TOTAL_S)
+            steps = np.array(sorted(adapted))
+            n_episodes = len([k for k in metrics if k.startswith("eval/test/return_episode_")])
+            episode = lambda e, kind: metrics.get(f"eval/test/{kind}_episode_{e}", np.nan)  # noqa: E731
+            has_success = "eval/test/success_episode_0" in metrics
+            entry.runs.append(SeedRun(
+                run_id=run.info.run_id, seed=int(run.data.params.get("seed", -1)), status=run.info.status,
+                machine=tags.get("pearl.machine", "?"), steps=steps, adapted=np.array([adapted[s] for s in steps]),
+                minutes=np.array([total.get(s, np.nan) / 60 for s in steps]), prior=metrics.get(PRIOR, np.nan),
+                success=metrics.get("eval/test/success_adapted"),
+                episodes=np.array([episode(e, "return") for e in range(n_episodes)]),
+                episode_success=np.array([episode(e, "success") for e in range(n_episodes)]) if has_success else None,
+                iterations=int(metrics.get("progress/iteration", 0)),
+            ))
+    for entry in entries.values():
+        entry.runs.sort(key=lambda r: r.seed)
+    return sorted(entries.values(), key=lambda e: (e.config, e.overrides))
+
+
+def plot(entry: Entry, path: Path) -> None:
+    """Learning curves against env steps and wall clock, and the last adaptation curve."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2), dpi=80)
+    for run in entry.runs:
+        label = f"seed {run.seed}"
+        axes[0].plot(run.steps, run.adapted, lw=0.8, alpha=0.6, label=label)
+        axes[1].plot(run.minutes, run.adapted, lw=0.8, alpha=0.6, label=label)
+        axes[2].plot(np.arange(len(run.episodes)), run.episodes, marker="o", lw=0.8, alpha=0.6, label=label)
+    common = sorted(set.intersection(*(set(r.steps.tolist()) for r in entry.runs))) if entry.runs else []
+    if len(entry.runs) > 1 and common:
+        mean = [np.mean([r.adapted[r.steps.tolist().index(s)] for r in entry.runs]) for s in common]
+        axes[0].plot(common, mean, color="black", lw=2, label="mean")
+    axes[0].set(xlabel="env steps", ylabel="adapted test return", title="learning curve")
+    axes[1].set(xlabel="wall clock of training (min)", title="against wall clock")
+    axes[2].set(xlabel="meta-test episode", ylabel="mean test return", title="adaptation (last evaluation)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{entry.config} {entry.overrides}".strip(), fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _f(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def section(entry: Entry, figure: str) -> list[str]:
+    seeds = " ".join(str(r.seed) for r in entry.runs)
+    sets = "".join(f" --set {o}" for o in entry.overrides.split())
+    success = any(r.success is not None for r in entry.runs)
+    lines = [f"## `{entry.config}`" + (f" with `{entry.overrides}`" if entry.overrides else ""), "",
+             f"Command, per seed in ({seeds}): `pearl train {entry.config} --set seed=SEED{sets}`. "
+             f"Machine: {entry.runs[0].machine}.", "",
+             "| seed | status | iterations | env steps | wall clock (min) | final adapted return | best adapted | "
+             "prior-z return |" + (" success (last episode) | success per episode |" if success else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|---|" if success else "")]
+    for r in entry.runs:
+        row = (f"| {r.seed} | {r.status} | {r.iterations} | {int(r.steps[-1]):,} | {_f(r.minutes[-1])} | "
+               f"**{_f(r.adapted[-1])}** | {_f(r.adapted.max())} | {_f(r.prior)} |")
+        if success:
+            per_episode = ", ".join(_f(v, 2) for v in r.episode_success) if r.episode_success is not None else "–"
+            row += f" {_f(r.success, 2)} | {per_episode} |"
+        lines.append(row)
+    finals = [r.adapted[-1] for r in entry.runs]
+    lines.append(f"| mean | | | | {_f(np.mean([r.minutes[-1] for r in entry.runs]))} | **{_f(np.mean(finals))}** | "
+                 f"| {_f(np.mean([r.prior for r in entry.runs]))} |" + (" | |" if success else ""))
+    curves = "; ".join(f"seed {r.seed}: " + ", ".join(_f(v) for v in r.episodes) for r in entry.runs)
+    lines += ["", f"Adaptation curve at the last evaluation (mean test return per meta-test episode): {curves}.",
+              "", f"![{entry.config}]({figure})", ""]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tracking-uri", required=True, help="the MLflow store holding the runs")
+    p.add_argument("--config", action="append", default=[], help="only the runs of this config (repeatable)")
+    p.add_argument("--out", type=Path, default=REPO / "docs" / "results.md")
+    args = p.parse_args(argv)
+    entries = read_entries(args.tracking_uri, args.config)
+    if not entries:
+        sys.exit(f"no runs with a pearl.config tag in {args.tracking_uri}")
+    figures = args.out.parent / "results"
+    lines = ["# Results", "",
+             "Generated by `python benchmarks/results.py` from the runs in an MLflow store; every figure comes "
+             "from a run the command beside it repeats. Returns are on the held-out test tasks: the adapted "
+             "return is the last meta-test episode's, after the exploration episodes with z from the prior.", ""]
+    for entry in entries:
+        path = figures / f"{entry.slug}.png"
+        plot(entry, path)
+        lines += section(entry, path.relative_to(args.out.parent).as_posix())
+    args.out.write_text("\n".join(lines))
+    print(f"wrote {args.out} and {len(entries)} figure(s) in {figures}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""benchmarks/results.py: docs/results.md is regenerated from the runs in an MLflow store."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+from pearl import runs
+from pearl.config import config_from_dict
+from tests.conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import results  # noqa: E402
+
+
+def test_results_tables_and_plots_come_from_the_runs(tmp_path: Path, tiny_config_dict: dict) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tiny_config_dict["tracking"].update(tracking_uri=uri, checkpoint_dir=str(tmp_path / "checkpoints"))
+    ids = {}
+    for seed in (0, 1):
+        cfg = config_from_dict({**tiny_config_dict, "seed": seed}, "tiny")
+        with runs.start(cfg, source="experiments/tiny.yaml", overrides=[f"seed={seed}", "algo.kl_lambda=0.5"]) as run:
+            outcome = run.train()
+        ids[seed] = outcome.run_id
+    out = tmp_path / "docs" / "results.md"
+    results.main(["--tracking-uri", uri, "--out", str(out)])
+    text = out.read_text()
+    assert "## `experiments/tiny.yaml` with `algo.kl_lambda=0.5`" in text  # both seeds in one entry
+    assert "`pearl train experiments/tiny.yaml --set seed=SEED --set algo.kl_lambda=0.5`" in text
+    client = MlflowClient(uri)
+    for seed, run_id in ids.items():
+        metrics = client.get_run(run_id).data.metrics
+        row = next(line for line in text.splitlines() if line.startswith(f"| {seed} | FINISHED |"))
+        assert f"**{metrics['eval/test/return_adapted']:.1f}**" in row
+        assert f"| {int(metrics['progress/env_steps']):,} |" in row
+    (figure,) = (out.parent / "results").glob("*.png")
+    assert f"]({figure.relative_to(out.parent).as_posix()})" in text and figure.stat().st_size > 1000
