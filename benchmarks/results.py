@@ -26,6 +26,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 
+from pearl.config import ConfigError, flatten, load_config  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 ADAPTED, PRIOR, TOTAL_S = "eval/test/return_adapted", "eval/test/return_prior", "time/total_s"
 
@@ -54,6 +56,7 @@ class Entry:
 
     config: str
     overrides: str
+    env: str
     runs: list[SeedRun] = field(default_factory=list)
 
     @property
@@ -70,6 +73,23 @@ def _history(client: MlflowClient, run_id: str, key: str) -> dict[int, float]:
     return out
 
 
+# Params that do not change what a run learns: the seed varies within an entry, tracking is bookkeeping.
+NOT_SETTINGS = ("seed", "tracking.")
+
+
+def _overrides(config: str, setting: dict[str, str], recorded: str) -> str:
+    """The ``--set`` items that repeat a run with today's config file: the logged params that differ
+    from the file's values. A config file may change after its runs, so the recorded overrides alone
+    would not do. When the file cannot be read, the recorded overrides (seed and tracking aside)."""
+    try:
+        today = {k: str(v) for k, v in flatten(load_config(REPO / config).to_dict()).items()}
+    except (ConfigError, OSError):
+        return " ".join(o for o in recorded.split() if not o.startswith(("seed=", "tracking.")))
+    yaml_value = {"None": "null", "True": "true", "False": "false"}
+    return " ".join(f"{k}={yaml_value.get(v, v).replace(' ', '')}" for k, v in sorted(setting.items())
+                    if k in today and today[k] != v)  # a key renamed since is upgraded on load
+
+
 def read_entries(uri: str, configs: list[str]) -> list[Entry]:
     """Every run with a ``pearl.config`` tag (only those of ``configs`` if given), grouped."""
     client = MlflowClient(uri)
@@ -80,9 +100,12 @@ def read_entries(uri: str, configs: list[str]) -> list[Entry]:
             config = tags.get("pearl.config")
             if not config or (configs and config not in configs) or ADAPTED not in metrics:
                 continue
-            overrides = " ".join(o for o in tags.get("pearl.overrides", "").split()
-                                 if not o.startswith(("seed=", "tracking.")))  # the seed varies within an entry
-            entry = entries.setdefault((config, overrides), Entry(config, overrides))
+            setting = {k: v for k, v in run.data.params.items() if not k.startswith(NOT_SETTINGS)}
+            key = (config, tuple(sorted(setting.items())))
+            if key not in entries:
+                entries[key] = Entry(config, _overrides(config, setting, tags.get("pearl.overrides", "")),
+                                     setting.get("env.name", "?"))
+            entry = entries[key]
             adapted, total = _history(client, run.info.run_id, ADAPTED), _history(client, run.info.run_id, TOTAL_S)
             steps = np.array(sorted(adapted))
             n_episodes = len([k for k in metrics if k.startswith("eval/test/return_episode_")])
@@ -157,6 +180,48 @@ def section(entry: Entry, figure: str) -> list[str]:
     return lines
 
 
+# The paper's figures, where it reports one for a family, and where they are read.
+PAPER = {
+    "cheetah-vel": "about −40, the end of the paper's learning curve (its Figure 3)",
+}
+CHECKPOINTS_MIN = (30, 45, 60)  # wall-clock minutes at which the summary reads each run
+
+
+def _at_minute(run: SeedRun, minute: float) -> float:
+    """The adapted return of the last evaluation at or before ``minute`` of training; NaN while a run
+    has not trained that long (unless it finished before)."""
+    before = np.flatnonzero(run.minutes <= minute)
+    reached = run.status == "FINISHED" or run.minutes[-1] >= minute
+    return float(run.adapted[before[-1]]) if len(before) and reached else np.nan
+
+
+def summary(entries: list[Entry]) -> list[str]:
+    """One row per entry: the final adapted return (mean, and per seed), what it was at fixed wall
+    clock, the env steps and minutes of the final evaluation, and the paper's figure."""
+    at = " | ".join(f"at {m} min" for m in CHECKPOINTS_MIN)
+    lines = [f"| config | seeds | final adapted, mean (per seed) | {at} | final success, last episode | env steps | "
+             "minutes | paper |", "|---|---|---|" + "---|" * len(CHECKPOINTS_MIN) + "---|---|---|---|"]
+    for e in entries:
+        finals = [r.adapted[-1] for r in e.runs]
+        per_seed = ", ".join(_f(v) for v in finals)
+        read = " | ".join(_mean([_at_minute(r, m) for r in e.runs]) for m in CHECKPOINTS_MIN)
+        success = [r.success for r in e.runs if r.success is not None]
+        name = f"`{e.config}`" + (f" with `{e.overrides}`" if e.overrides else "")
+        success_text = f"{_f(np.mean(success), 2)} ({', '.join(_f(v, 2) for v in success)})" if success else "–"
+        lines.append(f"| {name} | {len(e.runs)} | **{_f(np.mean(finals))}** ({per_seed}) | {read} | {success_text} | "
+                     f"{int(np.mean([r.steps[-1] for r in e.runs])):,} | "
+                     f"{_f(np.mean([r.minutes[-1] for r in e.runs]))} | {PAPER.get(e.env, '–')} |")
+    return lines + ["", "The columns at fixed minutes average, over seeds, the last evaluation at or before that "
+                    "wall clock of training; a seed that has not trained that long is left out (– when none has). "
+                    "Minutes are training wall clock on the machine named in each section, often shared with a "
+                    "second run.", ""]
+
+
+def _mean(values: list[float]) -> str:
+    finite = [v for v in values if np.isfinite(v)]
+    return _f(float(np.mean(finite))) if finite else "–"
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tracking-uri", required=True, help="the MLflow store holding the runs")
@@ -170,7 +235,8 @@ def main(argv: list[str] | None = None) -> None:
     lines = ["# Results", "",
              "Generated by `python benchmarks/results.py` from the runs in an MLflow store; every figure comes "
              "from a run the command beside it repeats. Returns are on the held-out test tasks: the adapted "
-             "return is the last meta-test episode's, after the exploration episodes with z from the prior.", ""]
+             "return is the last meta-test episode's, after the exploration episodes with z from the prior.", "",
+             *summary(entries)]
     for entry in entries:
         path = figures / f"{entry.slug}.png"
         plot(entry, path)

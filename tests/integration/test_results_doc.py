@@ -37,3 +37,19 @@ def test_results_tables_and_plots_come_from_the_runs(tmp_path: Path, tiny_config
         assert f"| {int(metrics['progress/env_steps']):,} |" in row
     (figure,) = (out.parent / "results").glob("*.png")
     assert f"]({figure.relative_to(out.parent).as_posix()})" in text and figure.stat().st_size > 1000
+    summary_row = next(line for line in text.splitlines() if line.startswith("| `experiments/tiny.yaml`"))
+    finals = [client.get_run(i).data.metrics["eval/test/return_adapted"] for i in ids.values()]
+    assert f"**{sum(finals) / 2:.1f}**" in summary_row
+
+
+def test_an_entry_names_the_settings_that_differ_from_todays_config_file() -> None:
+    """A config file may change after its runs: the command repeats a run with today's file."""
+    from pearl.config import flatten, load_config
+
+    config = "experiments/quickstart.yaml"
+    logged = {k: str(v) for k, v in flatten(load_config(REPO / config, ["algo.kl_lambda=0.5",
+                                                                       "algo.hidden_sizes=[8, 8]"]).to_dict()).items()}
+    setting = {k: v for k, v in logged.items() if not k.startswith(results.NOT_SETTINGS)}
+    assert results._overrides(config, setting, recorded="") == "algo.hidden_sizes=[8,8] algo.kl_lambda=0.5"
+    assert results._overrides("experiments/gone.yaml", setting, recorded="seed=3 algo.kl_lambda=0.5") == \
+        "algo.kl_lambda=0.5"
