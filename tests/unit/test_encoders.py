@@ -40,6 +40,8 @@ SMALL_KWARGS: dict[str, dict] = {
     "deterministic": {"hidden_sizes": [16, 16]},
     "gru": {"embedding_sizes": [16], "hidden_size": 16},
     "attention": {"embed_dim": 16, "n_heads": 2, "embedding_sizes": [16], "head_sizes": [16]},
+    "flow": {"hidden_sizes": [16], "embed_dim": 8, "flow_hidden_sizes": [16]},
+    "mixture": {"hidden_sizes": [16], "n_components": 3},
 }
 
 
@@ -236,7 +238,7 @@ def _fake_installed_distribution(root: Path, package: str, entry_points: str) ->
 
 def test_builtins_are_registered() -> None:
     known = registered_encoders()
-    assert {"mlp", "deterministic", "gru", "attention"} <= set(known)
+    assert {"mlp", "deterministic", "gru", "attention", "flow", "mixture"} <= set(known)
     assert encoders.DEFAULT_ENCODER == "mlp"
     assert all(issubclass(cls, ContextEncoder) for cls in known.values())
 
@@ -675,7 +677,7 @@ def test_custom_encoder_example_passes_by_path(monkeypatch: pytest.MonkeyPatch) 
 
 @pytest.mark.parametrize(
     "module",
-    ["encoders.gaussian", "encoders.registry", "encoders.mlp", "encoders.checker"],
+    ["encoders.gaussian", "encoders.registry", "encoders.mlp", "encoders.checker", "encoders.flow", "encoders.mixture"],
 )
 def test_docstring_examples(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
