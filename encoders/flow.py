@@ -53,9 +53,9 @@ class FlowEncoder(ContextEncoder):
     Args:
         context_dim: size of one context transition.
         latent_dim: size of z.
+        layers: the flow's layers, from ``FLOW_LAYERS``.
         hidden_sizes: hidden layer widths of the per-transition MLP.
         embed_dim: size E of the context embedding that conditions the flow.
-        layers: the flow's layers, from ``FLOW_LAYERS``.
         flow_hidden_sizes: hidden widths of each layer's conditioning network.
         count_bins: segments of each spline.
         bound: half-width of the splines' box, in standard deviations of the base.
@@ -66,11 +66,10 @@ class FlowEncoder(ContextEncoder):
         context [T, N, C] -> TransformedDistribution, batch_shape (T,), event_shape (L,).
 
     Examples:
-        >>> import torch
-        >>> encoder = FlowEncoder(context_dim=3, latent_dim=2, hidden_sizes=[16], flow_hidden_sizes=[16])
-        >>> posterior = encoder(torch.randn(4, 7, 3))
-        >>> posterior.rsample().shape, encoder.kl_to_prior(posterior).shape
-        (torch.Size([4, 2]), torch.Size([4]))
+        >>> encoder = FlowEncoder(context_dim=3, latent_dim=2, layers=["spline"], hidden_sizes=[16])
+        >>> posterior = encoder(torch.zeros(4, 7, 3))  # 4 tasks, 7 transitions each
+        >>> tuple(posterior.batch_shape), tuple(posterior.event_shape), posterior.has_rsample
+        ((4,), (2,), True)
     """
 
     def __init__(
@@ -78,9 +77,9 @@ class FlowEncoder(ContextEncoder):
         *,
         context_dim: int,
         latent_dim: int,
+        layers: Sequence[str] = FLOW_LAYERS,
         hidden_sizes: Sequence[int] = (200, 200, 200),
         embed_dim: int = 32,
-        layers: Sequence[str] = FLOW_LAYERS,
         flow_hidden_sizes: Sequence[int] = (64,),
         count_bins: int = 8,
         bound: float = 3.0,

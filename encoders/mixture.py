@@ -41,8 +41,8 @@ class MixtureEncoder(ContextEncoder):
     Args:
         context_dim: size of one context transition.
         latent_dim: size of z, at least 2.
-        n_components: K.
         hidden_sizes: hidden layer widths of the per-transition MLP.
+        n_components: K.
         min_var: floor added to each factor's variance.
         kl_samples: samples per task of the Monte Carlo KL.
 
@@ -51,10 +51,10 @@ class MixtureEncoder(ContextEncoder):
 
     Examples:
         >>> import torch
-        >>> encoder = MixtureEncoder(context_dim=3, latent_dim=2, n_components=2, hidden_sizes=[16])
-        >>> posterior = encoder(torch.randn(4, 7, 3))
-        >>> posterior.rsample().shape, encoder.kl_to_prior(posterior).shape
-        (torch.Size([4, 2]), torch.Size([4]))
+        >>> encoder = MixtureEncoder(context_dim=3, latent_dim=2, n_components=3, hidden_sizes=[16])
+        >>> posterior = encoder(torch.randn(4, 7, 3))  # 4 tasks, 7 transitions each
+        >>> posterior.component_logits.shape, posterior.rsample().shape
+        (torch.Size([4, 3]), torch.Size([4, 2]))
     """
 
     def __init__(
@@ -62,8 +62,8 @@ class MixtureEncoder(ContextEncoder):
         *,
         context_dim: int,
         latent_dim: int,
-        n_components: int = 2,
         hidden_sizes: Sequence[int] = (200, 200, 200),
+        n_components: int = 2,
         min_var: float = DEFAULT_MIN_VAR,
         kl_samples: int = 32,
     ) -> None:
