@@ -92,7 +92,10 @@ class FlowEncoder(ContextEncoder):
         self.kl_samples = check_positive_int("kl_samples", kl_samples)
         self.min_var = check_min_var(min_var)
         self.net = build_mlp(context_dim, hidden_sizes, 2 * latent_dim + embed_dim)
-        hidden = [check_positive_int("flow_hidden_sizes", int(size)) for size in flow_hidden_sizes]
+        hidden = [check_positive_int("flow_hidden_sizes", size) for size in flow_hidden_sizes]
+        check_positive_int("count_bins", count_bins)
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not bound > 0:
+            raise ValueError(f"bound must be a positive number, got {bound!r}")
         self.flow = nn.ModuleList(
             transforms.conditional_spline(latent_dim, embed_dim, hidden, count_bins=count_bins, bound=float(bound))
             if kind == "spline"
@@ -120,7 +123,8 @@ class FlowEncoder(ContextEncoder):
             steps.append(layer.condition(h))
             if kind == "affine_coupling":
                 steps.append(transforms.Permute(self.reversal))
-        steps.append(transforms.AffineTransform(mu, var.sqrt(), event_dim=1, cache_size=1))  # cached: log_prob of a draw skips inverses
+        # cached, like pyro's transforms: the log_prob of a draw reuses the forward pass, no inverse
+        steps.append(transforms.AffineTransform(mu, var.sqrt(), event_dim=1, cache_size=1))
         noise = dist.Normal(torch.zeros_like(mu), torch.ones_like(mu)).to_event(1)
         return dist.TransformedDistribution(noise, steps)
 

@@ -69,7 +69,8 @@ class MixtureEncoder(ContextEncoder):
     ) -> None:
         super().__init__(context_dim=context_dim, latent_dim=latent_dim)
         if latent_dim < 2:
-            raise ValueError(f"the mixture encoder needs latent_dim >= 2 (pyro's MixtureOfDiagNormals), got {latent_dim}")
+            raise ValueError(f"the mixture encoder needs latent_dim >= 2 (pyro's MixtureOfDiagNormals), "
+                             f"got {latent_dim}")
         self.n_components = check_positive_int("n_components", n_components)
         self.kl_samples = check_positive_int("kl_samples", kl_samples)
         self.min_var = check_min_var(min_var)
