@@ -25,12 +25,16 @@ class MixtureEncoder(ContextEncoder):
 
     An MLP maps each transition c_i to K Gaussian factors N(mu_ik, var_ik) and K logits l_ik.
     Component k is the product of its factors over the context, as in PEARL's encoder, and its
-    weight accumulates the transitions' evidence:
+    weight pools the transitions' logits:
 
-        var_k = 1 / sum_i(1 / var_ik),   mu_k = var_k * sum_i(mu_ik / var_ik),   w = softmax_k(sum_i l_ik),
+        var_k = 1 / sum_i(1 / var_ik),   mu_k = var_k * sum_i(mu_ik / var_ik),   w = softmax_k(pool_i l_ik).
 
-    so each mode narrows as context grows, the weights can single one out, and the posterior is
-    invariant to the order of the context. With K = 1 it is the ``mlp`` encoder's posterior.
+    ``logit_pooling: sum`` adds the transitions' evidence, as Bayes' rule does, so the weights can
+    single out one mode as context grows (and random logits at initialisation sharpen them too);
+    ``mean`` keeps the weights' scale whatever the amount of context, so two readings of the
+    context stay open until the transitions' logits themselves tell them apart. Each mode narrows
+    as context grows, and the posterior is invariant to the order of the context. With K = 1 it is
+    the ``mlp`` encoder's posterior.
 
     The distribution is pyro's ``MixtureOfDiagNormals``, chosen because its ``rsample`` has
     pathwise gradients for the means, scales and weights (torch's ``MixtureSameFamily`` has no
@@ -43,6 +47,7 @@ class MixtureEncoder(ContextEncoder):
         latent_dim: size of z, at least 2.
         hidden_sizes: hidden layer widths of the per-transition MLP.
         n_components: K.
+        logit_pooling: ``"sum"`` or ``"mean"`` of the transitions' logits.
         min_var: floor added to each factor's variance.
         kl_samples: samples per task of the Monte Carlo KL.
 
@@ -64,6 +69,7 @@ class MixtureEncoder(ContextEncoder):
         latent_dim: int,
         hidden_sizes: Sequence[int] = (200, 200, 200),
         n_components: int = 2,
+        logit_pooling: str = "sum",
         min_var: float = DEFAULT_MIN_VAR,
         kl_samples: int = 32,
     ) -> None:
@@ -72,6 +78,9 @@ class MixtureEncoder(ContextEncoder):
             raise ValueError(f"the mixture encoder needs latent_dim >= 2 (pyro's MixtureOfDiagNormals), "
                              f"got {latent_dim}")
         self.n_components = check_positive_int("n_components", n_components)
+        if logit_pooling not in ("sum", "mean"):
+            raise ValueError(f"logit_pooling must be 'sum' or 'mean', got {logit_pooling!r}")
+        self.logit_pooling = logit_pooling
         self.kl_samples = check_positive_int("kl_samples", kl_samples)
         self.min_var = check_min_var(min_var)
         self.net = build_mlp(context_dim, hidden_sizes, self.n_components * (2 * latent_dim + 1))
@@ -89,7 +98,8 @@ class MixtureEncoder(ContextEncoder):
         var = variance_from_raw(raw_var, min_var=self.min_var)
         by_component = lambda x: x.transpose(1, 2).reshape(T * K, N, L)  # noqa: E731  [T, N, K, L] -> [TK, N, L]
         mu_k, var_k = product_of_gaussians(by_component(mu), by_component(var))  # [TK, L] each
-        return mu_k.reshape(T, K, L), var_k.reshape(T, K, L), logits.sum(dim=1)
+        pooled = logits.sum(dim=1) if self.logit_pooling == "sum" else logits.mean(dim=1)  # [T, K]
+        return mu_k.reshape(T, K, L), var_k.reshape(T, K, L), pooled
 
     def forward(self, context: Tensor) -> dist.MixtureOfDiagNormals:
         locs, var, logits = self.components(context)

@@ -53,18 +53,24 @@ def test_mixture_with_one_component_is_the_mlp_posterior() -> None:
     torch.testing.assert_close(kl, exact, rtol=0.05, atol=0.05)
 
 
-def test_mixture_components_are_products_and_weights_add_evidence() -> None:
-    """Seeing the same transitions twice halves each component's variance and doubles its logits."""
+@pytest.mark.parametrize(("pooling", "scale"), [("sum", 2.0), ("mean", 1.0)])
+def test_mixture_components_are_products_and_weights_pool_the_logits(pooling: str, scale: float) -> None:
+    """Seeing the same transitions twice halves each component's variance; it doubles the logits when
+    they are summed (evidence adds up) and leaves them as they were when they are averaged."""
     torch.manual_seed(0)
-    encoder = MixtureEncoder(context_dim=C, latent_dim=L, n_components=3, hidden_sizes=HIDDEN)
+    encoder = MixtureEncoder(context_dim=C, latent_dim=L, n_components=3, hidden_sizes=HIDDEN, logit_pooling=pooling)
     context = torch.randn(2, 5, C)
     with torch.no_grad():
         locs, var, logits = encoder.components(context)
         locs2, var2, logits2 = encoder.components(torch.cat([context, context], dim=1))
+        per_transition = encoder.net(context)[..., -3:]  # [2, 5, K]
     assert locs.shape == (2, 3, L) and var.shape == (2, 3, L) and logits.shape == (2, 3)
+    torch.testing.assert_close(logits, per_transition.sum(1) if pooling == "sum" else per_transition.mean(1))
     torch.testing.assert_close(locs2, locs)
     torch.testing.assert_close(var2, var / 2)
-    torch.testing.assert_close(logits2, 2 * logits)
+    torch.testing.assert_close(logits2, scale * logits)
+    with pytest.raises(ValueError, match="logit_pooling"):
+        MixtureEncoder(context_dim=C, latent_dim=L, logit_pooling="max")
 
 
 def test_mixture_kl_and_samples_train_every_part() -> None:
