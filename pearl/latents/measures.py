@@ -27,10 +27,8 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch.distributions import Distribution
 
-from encoders.moments import n_modes as mixture_modes
-from encoders.moments import posterior_moments
+from encoders.moments import n_modes as mixture_modes, posterior_moments
 from pearl.agent import PEARLAgent
 from pearl.latents.context import LatentError, TaskContexts, posterior_of_prefixes
 
@@ -43,15 +41,6 @@ ACTIVE_VARIANCE = 0.01
 
 # ----------------------------------------------------------------------------------------------
 # the table
-
-
-def moments(posterior: Distribution, *, n_samples: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and standard deviation of q(z|c) per latent dim; Monte Carlo where the class has none.
-
-    Shapes:
-        posterior: batch [K], event [L] -> ([K, L], [K, L])
-    """
-    return posterior_moments(posterior, n_samples=n_samples)
 
 
 @dataclass
@@ -146,7 +135,7 @@ def posterior_table(agent: PEARLAgent, contexts: TaskContexts, param_names: Sequ
     K, L = len(contexts), agent.latent_dim
     z_mean, z_std, kl, modes = np.zeros((K, L)), np.zeros((K, L)), np.zeros(K), np.full(K, np.nan)
     for ids, post in posterior_of_prefixes(agent, contexts.contexts, n_context):
-        mean, std = moments(post)
+        mean, std = posterior_moments(post)
         z_mean[ids], z_std[ids] = mean.cpu().numpy(), std.cpu().numpy()
         kl[ids] = agent.encoder.kl_to_prior(post).cpu().numpy()
         counted = mixture_modes(post)
@@ -468,7 +457,7 @@ def contraction_curve(agent: PEARLAgent, contexts: list[torch.Tensor],
             continue
         stds, kls, counts = [], [], []
         for ids, post in posterior_of_prefixes(agent, keep, n):
-            stds.append(moments(post)[1].cpu().numpy())
+            stds.append(posterior_moments(post)[1].cpu().numpy())
             kls.append(agent.encoder.kl_to_prior(post).cpu().numpy())
             counted = mixture_modes(post)
             counts.append(np.full(len(ids), np.nan) if counted is None else counted.cpu().numpy())
