@@ -9,7 +9,8 @@ Shapes (letters used throughout the package):
     C: size of one transition (``context_dim``), L: size of z (``latent_dim``).
 
 Built-ins, by registered name: ``"mlp"`` (PEARL's product of Gaussians, the default),
-``"deterministic"`` (no information bottleneck), ``"gru"`` (recurrent), ``"attention"`` (set encoder).
+``"deterministic"`` (no information bottleneck), ``"gru"`` (recurrent), ``"attention"`` (set encoder),
+``"flow"`` (a Gaussian shaped by a conditional normalizing flow), ``"mixture"`` (a mixture of Gaussians).
 Custom encoders subclass :class:`ContextEncoder` and are found by ``@register_encoder`` name, by
 ``"package.module:ClassName"`` path, or by an entry point in the group ``pearl.encoders``; see
 ``docs/encoders.md``.
@@ -31,6 +32,8 @@ from encoders.checker import CheckReport, CheckResult, check_encoder, check_enco
 from encoders.mlp import DeterministicEncoder, MLPEncoder
 from encoders.recurrent import GRUEncoder
 from encoders.attention import AttentionEncoder
+from encoders.flow import FlowEncoder
+from encoders.mixture import MixtureEncoder
 
 DEFAULT_ENCODER = "mlp"
 
@@ -43,8 +46,10 @@ __all__ = [
     "ContextEncoder",
     "DeterministicEncoder",
     "EncoderError",
+    "FlowEncoder",
     "GRUEncoder",
     "MLPEncoder",
+    "MixtureEncoder",
     "build_encoder",
     "check_encoder",
     "check_encoder_cli",

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from encoders.gaussian import standard_normal
+from encoders.moments import monte_carlo_kl
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -124,8 +125,7 @@ class ContextEncoder(nn.Module):
                 self.mc_kl_samples,
             )
             self._warned_mc_kl = True
-        z = posterior.rsample((self.mc_kl_samples,))  # [S, T, L]
-        return (posterior.log_prob(z) - prior.log_prob(z)).mean(dim=0)  # [T]
+        return monte_carlo_kl(posterior, prior, self.mc_kl_samples)  # [T]
 
     def validate_context(self, context: Tensor) -> None:
         """Raise ``ValueError`` naming the shapes if ``context`` is not a non-empty [T, N, C] tensor.

@@ -27,6 +27,8 @@ from encoders.registry import (
 
 # (n_tasks, n_transitions) probed by the shape check; includes a single transition and a single task.
 SHAPE_CASES: tuple[tuple[int, int], ...] = ((1, 1), (3, 1), (2, 5), (4, 17))
+PROBE_POINTS = 8
+"""Points at which posteriors without a closed-form mean and stddev are compared, by log-density."""
 _ATOL = 1e-5
 _RTOL = 1e-4
 
@@ -90,7 +92,9 @@ def check_encoder(
     - ``gradient``: a loss on ``rsample()`` back-propagates to the encoder's parameters;
     - ``kl``: ``kl_to_prior`` is finite with shape [T] (zeros when ``information_bottleneck`` is False);
     - ``prior``: ``prior(T)`` has the right shapes and lies on the device;
-    - ``no carried state``: the same context twice gives the same posterior;
+    - ``no carried state``: the same context twice gives the same posterior (posteriors are compared by
+      mean and stddev, or, where the distribution has no closed form for them (a flow, a mixture),
+      by log-density at fixed probe points that are the same for every task);
     - ``tasks independent``: a task's posterior does not depend on the other tasks in the batch;
     - ``permutation invariant``: (set encoders) reordering each task's context leaves the posterior unchanged.
 
@@ -169,13 +173,14 @@ def check_encoder(
 
     # Determinism-based checks in eval mode (dropout off), without gradient.
     encoder.eval()
+    dtype = _floating_dtype(encoder)
     with torch.no_grad():
         context = context_of(4, 6)
-        first = _statistics(encoder(context), target)
-        same, detail = _same_statistics(first, _statistics(encoder(context), target))
+        first = _statistics(encoder(context), target, dtype)
+        same, detail = _same_statistics(first, _statistics(encoder(context), target, dtype))
         report.add("no carried state", same, detail or "the same context twice gives the same posterior")
 
-        alone = _statistics(encoder(context[1:2]), target)
+        alone = _statistics(encoder(context[1:2]), target, dtype)
         same, detail = _same_statistics({name: value[1:2] for name, value in first.items()}, alone)
         report.add(
             "tasks independent",
@@ -188,7 +193,7 @@ def check_encoder(
                 [torch.randperm(context.shape[1], generator=generator) for _ in range(context.shape[0])]
             ).to(target)  # [T, N], a different order per task
             shuffled = torch.gather(context, 1, permutation.unsqueeze(-1).expand_as(context))
-            same, detail = _same_statistics(first, _statistics(encoder(shuffled), target))
+            same, detail = _same_statistics(first, _statistics(encoder(shuffled), target, dtype))
             report.add(
                 "permutation invariant",
                 same,
@@ -333,8 +338,13 @@ def _check_kl_and_prior(report: CheckReport, encoder: ContextEncoder, context: T
         report.add("prior", True, describe_distribution(prior))
 
 
-def _statistics(posterior: Distribution, device: torch.device) -> dict[str, Tensor]:
-    """Per-task summary used to compare posteriors: mean and stddev where defined, else log-densities.
+def _statistics(posterior: Distribution, device: torch.device, dtype: torch.dtype) -> dict[str, Tensor]:
+    """Per-task summary used to compare posteriors: mean and stddev where both are defined, else
+    (also) the log-density at fixed probe points.
+
+    Every task is probed at the same ``PROBE_POINTS`` points, drawn once with shape [P, 1, L] and
+    broadcast over the batch, so task i is probed identically in a batch of 4 and alone (points
+    drawn per batch would differ with T and make a valid flow or mixture posterior look coupled).
 
     Shapes:
         posterior batch_shape (T,), event_shape (L,); every returned tensor has leading axis T.
@@ -345,9 +355,12 @@ def _statistics(posterior: Distribution, device: torch.device) -> dict[str, Tens
             stats[name] = getattr(posterior, name)
         except NotImplementedError:
             continue
-    if not stats:
-        points = torch.randn((3, *posterior.batch_shape, *posterior.event_shape), generator=torch.Generator().manual_seed(2))
-        stats["log_prob"] = posterior.log_prob(points.to(device)).transpose(0, 1)  # [3, T] -> [T, 3]
+    if len(stats) < 2:
+        n_tasks, latent_dim = posterior.batch_shape[0], posterior.event_shape[0]
+        generator = torch.Generator().manual_seed(2)
+        points = torch.randn((PROBE_POINTS, 1, latent_dim), generator=generator, dtype=dtype)  # [P, 1, L]
+        points = points.to(device).expand(PROBE_POINTS, n_tasks, latent_dim)  # the same P points for every task
+        stats["log_prob"] = posterior.log_prob(points).transpose(0, 1)  # [P, T] -> [T, P]
     return stats
 
 

@@ -38,3 +38,10 @@ def check_min_var(min_var: float) -> float:
     if isinstance(min_var, bool) or not isinstance(min_var, (int, float)) or not min_var > 0:
         raise ValueError(f"min_var must be a positive number, got {min_var!r}")
     return float(min_var)
+
+
+def check_positive_int(name: str, value: int) -> int:
+    """Return ``value``, or raise ``ValueError`` naming ``name`` unless it is a positive int."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value

@@ -41,6 +41,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from encoders.moments import posterior_moments
 from pearl.agent import PEARLAgent
 from pearl.buffers import TransitionBatch
 from pearl.config import AlgoConfig
@@ -148,7 +149,7 @@ class SACLearner(nn.Module):
             loss_kl=loss_kl.detach(),
             kl=kl.detach().mean(),
             q_mean=q_mean,
-            posterior_std=posterior.stddev.detach().mean() if _has_stddev(posterior) else z.new_zeros(()),
+            posterior_std=_posterior_std(posterior),
         )
         return out
 
@@ -301,9 +302,8 @@ def _cloning_outputs(fn: Callable[..., Any], *, enabled: bool) -> Callable[..., 
     return lambda *args: clone(fn(*args))
 
 
-def _has_stddev(dist: torch.distributions.Distribution) -> bool:
-    try:
-        dist.stddev
-    except NotImplementedError:
-        return False
-    return True
+def _posterior_std(posterior: torch.distributions.Distribution) -> torch.Tensor:
+    """Mean posterior standard deviation over tasks and dims: closed form where the distribution has
+    it, else from 16 draws per task (a flow), detached."""
+    with torch.no_grad():
+        return posterior_moments(posterior, n_samples=16)[1].mean()

@@ -59,6 +59,14 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An initialised MLflow store shared by the session's tests, copied by ``tests.helpers.new_store``."""
+    from tests.helpers import template_db
+
+    return template_db(tmp_path_factory.mktemp("mlflow_template"))
+
+
 @pytest.fixture
 def tiny_config_dict() -> dict:
     """A plain mapping of the tiny config (deep copy, free to modify)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -37,3 +38,22 @@ def pip_install_encoder_package(tmp_path: Path, package: str, source: str, entry
         capture_output=True,
     )
     return site
+
+
+def template_db(root: Path) -> Path:
+    """An MLflow SQLite store with its tables made, to copy (creating them costs seconds per store)."""
+    import pytest
+    from mlflow import MlflowClient
+
+    path = root / "template.db"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)  # MLflow roots a store's artifacts in the working directory
+        MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def new_store(folder: Path, template: Path) -> str:
+    """A fresh, initialised tracking store in ``folder`` (a copy of ``template``); its URI."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(template, folder / "mlflow.db")
+    return f"sqlite:///{folder / 'mlflow.db'}"

@@ -1,7 +1,9 @@
 """Measures of the latent task embedding: the posterior table, a linear probe, contraction, active dims.
 
 - **Table**: per task, the posterior q(z|c) on its context: mean and standard deviation per latent
-  dimension and KL(q(z|c) || p(z)).
+  dimension (closed form where the distribution has it, by sampling otherwise, e.g. for a flow) and
+  KL(q(z|c) || p(z)); for a mixture posterior, also the number of modes with real weight
+  (components of weight at least ``encoders.moments.MODE_WEIGHT``).
 - **Probe**: how linearly z encodes the task. A ridge regression from posterior mean to the true
   task parameters, scored by R² = 1 - SS_res / SS_tot (averaged over parameters) on tasks it was
   not fit on: out-of-fold on the training tasks (cross-validated, the ridge weight chosen by an inner
@@ -25,8 +27,8 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch.distributions import Distribution
 
+from encoders.moments import n_modes as mixture_modes, posterior_moments
 from pearl.agent import PEARLAgent
 from pearl.latents.context import LatentError, TaskContexts, posterior_of_prefixes
 
@@ -39,19 +41,6 @@ ACTIVE_VARIANCE = 0.01
 
 # ----------------------------------------------------------------------------------------------
 # the table
-
-
-def moments(posterior: Distribution, *, n_samples: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and standard deviation of q(z|c) per latent dim; Monte Carlo where the class has none.
-
-    Shapes:
-        posterior: batch [K], event [L] -> ([K, L], [K, L])
-    """
-    try:
-        return posterior.mean, posterior.stddev
-    except NotImplementedError:
-        z = posterior.sample((n_samples,))  # [S, K, L]
-        return z.mean(0), z.std(0)
 
 
 @dataclass
@@ -67,6 +56,7 @@ class LatentTable:
         z_mean: [K, L] posterior mean.
         z_std: [K, L] posterior standard deviation.
         kl_to_prior: [K] KL(q(z|c) || p(z)) in nats (0 for encoders without an information bottleneck).
+        n_modes: [K] mixture components with weight at least 5%, or None when the posterior is not a mixture.
     """
 
     task_ids: np.ndarray
@@ -77,6 +67,7 @@ class LatentTable:
     z_mean: np.ndarray
     z_std: np.ndarray
     kl_to_prior: np.ndarray
+    n_modes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.task_ids)
@@ -89,13 +80,17 @@ class LatentTable:
         """The rows of one split (``"train"`` or ``"test"``)."""
         keep = self.splits == name
         return LatentTable(self.task_ids[keep], self.splits[keep], self.params[keep], self.param_names,
-                           self.n_context[keep], self.z_mean[keep], self.z_std[keep], self.kl_to_prior[keep])
+                           self.n_context[keep], self.z_mean[keep], self.z_std[keep], self.kl_to_prior[keep],
+                           None if self.n_modes is None else self.n_modes[keep])
 
     def columns(self) -> dict[str, np.ndarray]:
-        """Column name -> values: ``task_id, split, <params>, n_context, kl_to_prior, z_mean_<d>, z_std_<d>``."""
+        """Column name -> values: ``task_id, split, <params>, n_context, kl_to_prior, [n_modes,] z_mean_<d>,
+        z_std_<d>`` (``n_modes`` for mixture posteriors only)."""
         cols: dict[str, np.ndarray] = {"task_id": self.task_ids, "split": self.splits.astype(str)}
         cols.update({name: self.params[:, j] for j, name in enumerate(self.param_names)})
         cols["n_context"], cols["kl_to_prior"] = self.n_context, self.kl_to_prior
+        if self.n_modes is not None:
+            cols["n_modes"] = self.n_modes
         cols.update({f"z_mean_{d}": self.z_mean[:, d] for d in range(self.latent_dim)})
         cols.update({f"z_std_{d}": self.z_std[:, d] for d in range(self.latent_dim)})
         return cols
@@ -114,7 +109,8 @@ class LatentTable:
         self.to_dataframe().to_csv(csv, index=False)
         np.savez(npz, task_ids=self.task_ids, splits=self.splits.astype(str), params=self.params,
                  param_names=np.array(self.param_names, dtype=str), n_context=self.n_context,
-                 z_mean=self.z_mean, z_std=self.z_std, kl_to_prior=self.kl_to_prior)
+                 z_mean=self.z_mean, z_std=self.z_std, kl_to_prior=self.kl_to_prior,
+                 **({} if self.n_modes is None else {"n_modes": self.n_modes}))
         return [csv, npz]
 
     @classmethod
@@ -123,7 +119,7 @@ class LatentTable:
         with np.load(path, allow_pickle=False) as data:
             return cls(data["task_ids"], data["splits"].astype(object), data["params"],
                        tuple(str(n) for n in data["param_names"]), data["n_context"], data["z_mean"],
-                       data["z_std"], data["kl_to_prior"])
+                       data["z_std"], data["kl_to_prior"], data["n_modes"] if "n_modes" in data else None)
 
 
 @torch.no_grad()
@@ -137,14 +133,17 @@ def posterior_table(agent: PEARLAgent, contexts: TaskContexts, param_names: Sequ
     if len(contexts) == 0:
         raise LatentError("the task set is empty: no tasks to embed")
     K, L = len(contexts), agent.latent_dim
-    z_mean, z_std, kl = np.zeros((K, L)), np.zeros((K, L)), np.zeros(K)
+    z_mean, z_std, kl, modes = np.zeros((K, L)), np.zeros((K, L)), np.zeros(K), np.full(K, np.nan)
     for ids, post in posterior_of_prefixes(agent, contexts.contexts, n_context):
-        mean, std = moments(post)
+        mean, std = posterior_moments(post)
         z_mean[ids], z_std[ids] = mean.cpu().numpy(), std.cpu().numpy()
         kl[ids] = agent.encoder.kl_to_prior(post).cpu().numpy()
+        counted = mixture_modes(post)
+        if counted is not None:
+            modes[ids] = counted.cpu().numpy()
     used = contexts.n_context if n_context is None else np.minimum(contexts.n_context, n_context)
     return LatentTable(contexts.task_ids, contexts.splits, contexts.tasks, tuple(param_names), used,
-                       z_mean, z_std, kl)
+                       z_mean, z_std, kl, None if np.isnan(modes).all() else modes)
 
 
 def active_dims(z_mean: np.ndarray, *, threshold: float = ACTIVE_VARIANCE) -> np.ndarray:
@@ -404,6 +403,8 @@ class Contraction:
             tasks, or cross-validated where there are none), or None when not measured. Unlike the
             std, which a product of Gaussians shrinks with any context, this rises only if the
             context tells the encoder about the task.
+        n_modes: [M] mixture components with weight at least 5%, averaged over tasks; None when the
+            posterior is not a mixture.
     """
 
     n_context: np.ndarray
@@ -411,6 +412,7 @@ class Contraction:
     kl_to_prior: np.ndarray
     n_tasks: np.ndarray
     probe_r2: np.ndarray | None = None
+    n_modes: np.ndarray | None = None
 
     @property
     def mean_std(self) -> np.ndarray:
@@ -434,7 +436,7 @@ def context_sizes(n_max: int) -> list[int]:
 @torch.no_grad()
 def contraction_curve(agent: PEARLAgent, contexts: list[torch.Tensor],
                       sizes: Sequence[int] | None = None) -> Contraction:
-    """Posterior std and KL from the first n transitions of each task, for n in ``sizes``.
+    """Posterior std and KL (and a mixture's modes) from the first n transitions of each task, for n in ``sizes``.
 
     ``sizes`` defaults to :func:`context_sizes` of the longest context. At each n only the tasks
     with at least n transitions are averaged.
@@ -447,14 +449,18 @@ def contraction_curve(agent: PEARLAgent, contexts: list[torch.Tensor],
         raise LatentError("no context to measure contraction on")
     sizes = list(sizes) if sizes is not None else context_sizes(int(lengths.max()))
     std, kl, n_tasks = np.zeros((len(sizes), agent.latent_dim)), np.zeros(len(sizes)), np.zeros(len(sizes), int)
+    modes = np.full(len(sizes), np.nan)
     for m, n in enumerate(sizes):
         keep = [c for c in contexts if len(c) >= n]
         if not keep:
             std[m], kl[m] = np.nan, np.nan
             continue
-        stds, kls = [], []
-        for _ids, post in posterior_of_prefixes(agent, keep, n):
-            stds.append(moments(post)[1].cpu().numpy())
+        stds, kls, counts = [], [], []
+        for ids, post in posterior_of_prefixes(agent, keep, n):
+            stds.append(posterior_moments(post)[1].cpu().numpy())
             kls.append(agent.encoder.kl_to_prior(post).cpu().numpy())
+            counted = mixture_modes(post)
+            counts.append(np.full(len(ids), np.nan) if counted is None else counted.cpu().numpy())
         std[m], kl[m], n_tasks[m] = np.concatenate(stds).mean(axis=0), np.concatenate(kls).mean(), len(keep)
-    return Contraction(np.asarray(sizes), std, kl, n_tasks)
+        modes[m] = np.concatenate(counts).mean()
+    return Contraction(np.asarray(sizes), std, kl, n_tasks, n_modes=None if np.isnan(modes).all() else modes)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from encoders.moments import MODE_WEIGHT
 from pearl.agent import PEARLAgent
 from pearl.latents.context import SPLITS, LatentError, TaskContexts, buffer_contexts, collect_contexts
 from pearl.latents.measures import (
@@ -75,6 +76,7 @@ class LatentReport:
             "std_context_full": float(self.contraction.mean_std[-1]),
             "n_context": float(self.contraction.n_context[-1]),
             "n_tasks": float(len(self.table)),
+            "n_modes": float(self.table.n_modes.mean()) if self.table.n_modes is not None else nan,
         }
 
     def summary_text(self) -> str:
@@ -95,11 +97,22 @@ class LatentReport:
                      f"(posterior-mean variance across tasks > 0.01); mean KL to prior {s['kl_to_prior']:.2f} nats")
         lines.append(f"contraction: mean posterior std {s['std_context_1']:.3f} after 1 transition -> "
                      f"{s['std_context_full']:.3f} after {int(s['n_context'])}")
+        if t.n_modes is not None:
+            lines.append(f"mixture modes (weight >= {MODE_WEIGHT:.0%}): {s['n_modes']:.2f} per task on average, "
+                         f"{int(t.n_modes.max())} at most{self._modes_by_context()}")
         r2 = self.contraction.probe_r2
         if r2 is not None and np.isfinite(r2).any():
             steps = ", ".join(f"{int(n)}: {v:.2f}" for n, v in zip(self.contraction.n_context, r2))
             lines.append(f"probe R² on held-out tasks by context transitions seen: {steps}")
         return "\n".join(lines)
+
+    def _modes_by_context(self) -> str:
+        """``; by context transitions seen: 1: 2.00, ...`` when the contraction curve counted modes."""
+        modes = self.contraction.n_modes
+        if modes is None:
+            return ""
+        return "; by context transitions seen: " + ", ".join(
+            f"{int(n)}: {v:.2f}" for n, v in zip(self.contraction.n_context, modes))
 
     def _per_param(self, r2: np.ndarray) -> str:
         """`` (goal_x 0.91, goal_y 0.95)`` for a task with several parameters, else nothing."""
@@ -127,10 +140,13 @@ class LatentReport:
         paths = self.table.save(folder)
         curve = folder / "contraction.csv"
         c = self.contraction
-        probe_r2 = c.probe_r2 if c.probe_r2 is not None else np.full(len(c.n_context), np.nan)
-        header = ",".join(["n_context", "n_tasks", "mean_std", "kl_to_prior", "probe_r2",
+        nans = np.full(len(c.n_context), np.nan)
+        probe_r2 = c.probe_r2 if c.probe_r2 is not None else nans
+        n_modes = c.n_modes if c.n_modes is not None else nans
+        header = ",".join(["n_context", "n_tasks", "mean_std", "kl_to_prior", "probe_r2", "n_modes",
                            *(f"std_{d}" for d in range(c.std.shape[1]))])
-        np.savetxt(curve, np.column_stack([c.n_context, c.n_tasks, c.mean_std, c.kl_to_prior, probe_r2, c.std]),
+        np.savetxt(curve, np.column_stack([c.n_context, c.n_tasks, c.mean_std, c.kl_to_prior, probe_r2, n_modes,
+                                           c.std]),
                    delimiter=",", header=header, comments="", fmt="%.6g")
         summary = folder / "summary.json"
         summary.write_text(json.dumps({"env": self.env, "source": self.source, **_json_safe(self.summary()),
@@ -292,7 +308,8 @@ def training_summary(trainer: Trainer) -> dict[str, float]:
     """The latent summary the trainer logs every ``eval.latent_every`` iterations: ``latent/<key>``
     metrics from fresh rollouts on all train and test tasks."""
     summary = embed_trainer(trainer).summary()
-    keys = ("probe_r2_cv", "probe_r2_test", "active_dims", "kl_to_prior", "std_context_1", "std_context_full")
+    keys = ("probe_r2_cv", "probe_r2_test", "active_dims", "kl_to_prior", "std_context_1", "std_context_full",
+            "n_modes")
     return {f"latent/{k}": summary[k] for k in keys if math.isfinite(summary[k])}
 
 

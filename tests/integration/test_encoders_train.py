@@ -13,8 +13,9 @@ import encoders
 from pearl.config import config_from_dict
 from pearl.trainer import Trainer
 from tests.conftest import EXPERIMENTS
-from tests.helpers import pip_install_encoder_package
+from tests.helpers import new_store, pip_install_encoder_package
 from tests.integration.test_cli import _runs, run
+from tests.integration.test_resume import assert_same_metrics, metrics_of, only_run, pearl, write_tiny
 
 
 @pytest.mark.parametrize("name", sorted(encoders.registered_encoders()))
@@ -29,6 +30,41 @@ def test_each_builtin_trains_on_the_point_robot(name: str, tiny_config_dict: dic
         assert metrics["train/kl"] == 0.0
     else:
         assert metrics["train/kl"] > 0.0
+
+
+@pytest.mark.parametrize("name", ["flow", "mixture"])
+def test_posteriors_without_closed_form_train_resume_evaluate_and_embed(
+    name: str, tmp_path: Path, mlflow_template: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The flow and mixture encoders (Monte Carlo KL, moments by sampling) through a run's whole life: a
+    run stopped after 2 iterations and resumed to 3 logs exactly what an uninterrupted 3-iteration run
+    does; the result evaluates and embeds."""
+    template, config = mlflow_template, str(write_tiny(tmp_path))
+    schedule = ["--set", f"encoder.name={name}", "--set", "seed=5", "--set", "train.num_iterations=3"]
+    whole, split = new_store(tmp_path / "whole", template), new_store(tmp_path / "split", template)
+    assert pearl("train", config, *schedule, "--set", f"tracking.tracking_uri={whole}")[0] == 0
+    assert pearl("train", config, *schedule, "--set", "train.num_iterations=2",
+                 "--set", f"tracking.tracking_uri={split}")[0] == 0
+    run_id = only_run(split).info.run_id
+    assert pearl("resume", run_id, "--set", "train.num_iterations=3", "--tracking-uri", split)[0] == 0
+    want = metrics_of(whole, only_run(whole).info.run_id)
+    assert want[("train/kl", max(step for key, step in want if key == "train/kl"))] > 0.0
+    assert all(math.isfinite(v) and v > 0 for (key, _), v in want.items() if key == "latent/posterior_std")
+    assert_same_metrics(metrics_of(split, run_id), want)
+
+    capsys.readouterr()
+    assert pearl("evaluate", run_id, "--episodes", "2", "--tracking-uri", split)[0] == 0
+    assert "posterior" in capsys.readouterr().out
+    out = tmp_path / "embed"
+    assert pearl("embed", run_id, "--out", str(out), "--tracking-uri", split)[0] == 0
+    import pandas as pd
+
+    table = pd.read_csv(out / "latents.csv")
+    assert len(table) == 9 and (table.filter(like="z_std_") > 0).all().all()
+    assert ("n_modes" in table.columns) == (name == "mixture")
+    if name == "mixture":
+        assert table["n_modes"].between(1, 2).all()  # two components by default
+        assert "mixture modes (weight >= 5%)" in capsys.readouterr().out
 
 
 def test_worked_example_trains_by_path(tmp_path: Path) -> None:

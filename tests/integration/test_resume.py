@@ -21,6 +21,7 @@ import torch
 import yaml
 
 from tests.conftest import REPO, TINY
+from tests.helpers import new_store
 
 # Iterations long enough (20 gradient steps) that a kill after the first checkpoint lands mid-run.
 SCHEDULE = ["--set", "train.num_iterations=5", "--set", "train.num_train_steps_per_itr=20",
@@ -29,24 +30,6 @@ SCHEDULE = ["--set", "train.num_iterations=5", "--set", "train.num_train_steps_p
 
 # ----------------------------------------------------------------------------------------------
 # helpers
-
-
-def _template_db(root: Path) -> Path:
-    """An MLflow SQLite store with its tables made (creating them costs seconds per store)."""
-    path = root / "template.db"
-    from mlflow import MlflowClient
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)  # MLflow roots a store's artifacts in the working directory
-        MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
-
-
-def new_store(folder: Path, template: Path) -> str:
-    """A fresh, initialised tracking store in ``folder``; its URI."""
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(template, folder / "mlflow.db")
-    return f"sqlite:///{folder / 'mlflow.db'}"
 
 
 def write_tiny(folder: Path) -> Path:
@@ -124,8 +107,8 @@ def assert_same_metrics(got: dict, want: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _template_db(tmp_path_factory.mktemp("mlflow_template"))
+def template(mlflow_template: Path) -> Path:
+    return mlflow_template
 
 
 @pytest.fixture(scope="module")

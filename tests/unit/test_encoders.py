@@ -40,6 +40,8 @@ SMALL_KWARGS: dict[str, dict] = {
     "deterministic": {"hidden_sizes": [16, 16]},
     "gru": {"embedding_sizes": [16], "hidden_size": 16},
     "attention": {"embed_dim": 16, "n_heads": 2, "embedding_sizes": [16], "head_sizes": [16]},
+    "flow": {"hidden_sizes": [16], "embed_dim": 8, "flow_hidden_sizes": [16]},
+    "mixture": {"hidden_sizes": [16], "n_components": 3},
 }
 
 
@@ -118,6 +120,53 @@ class DiagonalMVN(_GaussianHead):
         return dist.MultivariateNormal(mu, scale_tril=torch.diag_embed(scale))
 
 
+class SplineFlow(_GaussianHead):
+    """A valid non-Gaussian posterior: a Gaussian shaped by a spline flow (no closed-form mean or stddev)."""
+
+    def __init__(self, *, context_dim: int, latent_dim: int) -> None:
+        super().__init__(context_dim=context_dim, latent_dim=latent_dim)
+        self.spline = dist.transforms.Spline(latent_dim, count_bins=4)
+
+    def forward(self, context: Tensor) -> Distribution:
+        mu, scale = self.params(context)
+        return dist.TransformedDistribution(dist.Normal(mu, scale).to_event(1), [self.spline])
+
+
+class SplineFlowMixesTasks(SplineFlow):
+    """The flow above, but each task's base mean is shifted by the batch mean: tasks are coupled."""
+
+    def forward(self, context: Tensor) -> Distribution:
+        mu, scale = self.params(context)
+        base = dist.Normal(mu + mu.mean(dim=0, keepdim=True), scale).to_event(1)
+        return dist.TransformedDistribution(base, [self.spline])
+
+
+class TwoGaussians(ContextEncoder):
+    """A valid mixture posterior: two mean-pooled diagonal Gaussians with mean-pooled weights."""
+
+    n_components = 2
+
+    def __init__(self, *, context_dim: int, latent_dim: int) -> None:
+        super().__init__(context_dim=context_dim, latent_dim=latent_dim)
+        self.net = nn.Linear(context_dim, self.n_components * (2 * latent_dim + 1))
+
+    def pooled(self, context: Tensor) -> Tensor:
+        return self.net(context).mean(dim=1)  # [T, K(2L + 1)]
+
+    def forward(self, context: Tensor) -> Distribution:
+        K, L = self.n_components, self.latent_dim
+        out = self.pooled(context)
+        locs, raw = out[:, : 2 * K * L].reshape(-1, K, 2 * L).split(L, dim=-1)  # [T, K, L] each
+        return dist.MixtureOfDiagNormals(locs, nn.functional.softplus(raw) + 1e-3, out[:, 2 * K * L :])
+
+
+class TwoGaussiansLastTransitionOnly(TwoGaussians):
+    """Claims permutation invariance but reads only the last transition."""
+
+    def pooled(self, context: Tensor) -> Tensor:
+        return self.net(context[:, -1])
+
+
 class NeedsWidth(_GaussianHead):
     def __init__(self, *, context_dim: int, latent_dim: int, width: int) -> None:
         super().__init__(context_dim=context_dim, latent_dim=latent_dim)
@@ -189,7 +238,7 @@ def _fake_installed_distribution(root: Path, package: str, entry_points: str) ->
 
 def test_builtins_are_registered() -> None:
     known = registered_encoders()
-    assert {"mlp", "deterministic", "gru", "attention"} <= set(known)
+    assert {"mlp", "deterministic", "gru", "attention", "flow", "mixture"} <= set(known)
     assert encoders.DEFAULT_ENCODER == "mlp"
     assert all(issubclass(cls, ContextEncoder) for cls in known.values())
 
@@ -535,6 +584,41 @@ def test_checker_catches_tasks_mixed_in_a_batch() -> None:
     assert _failed(report) == {"tasks independent"}, str(report)
 
 
+@pytest.mark.parametrize("cls", [SplineFlow, TwoGaussians])
+def test_checker_accepts_posteriors_without_closed_form_moments(cls: type[ContextEncoder]) -> None:
+    torch.manual_seed(0)
+    encoder = cls(context_dim=CONTEXT_DIM, latent_dim=LATENT_DIM)
+    with pytest.raises(NotImplementedError):
+        encoder(torch.randn(2, 3, CONTEXT_DIM)).stddev  # compared by log-density at probe points
+    report = check_encoder(encoder, context_dim=CONTEXT_DIM, latent_dim=LATENT_DIM)
+    assert report.passed, str(report)
+
+
+@pytest.mark.parametrize(
+    ("cls", "failed"),
+    [(SplineFlowMixesTasks, "tasks independent"), (TwoGaussiansLastTransitionOnly, "permutation invariant")],
+)
+def test_checker_refuses_broken_posteriors_without_closed_form_moments(cls: type[ContextEncoder], failed: str) -> None:
+    torch.manual_seed(0)
+    report = check_encoder(cls, context_dim=CONTEXT_DIM, latent_dim=LATENT_DIM)
+    assert _failed(report) == {failed}, str(report)
+    assert "log_prob differs" in str(report)
+
+
+def test_checker_probes_every_task_at_the_same_points_whatever_the_batch() -> None:
+    from encoders.checker import PROBE_POINTS, _statistics
+
+    torch.manual_seed(0)
+    encoder = SplineFlow(context_dim=CONTEXT_DIM, latent_dim=LATENT_DIM)
+    context = torch.randn(4, 5, CONTEXT_DIM)
+    with torch.no_grad():
+        batch = _statistics(encoder(context), torch.device("cpu"), torch.float32)["log_prob"]  # [4, P]
+        alone = [_statistics(encoder(context[i : i + 1]), torch.device("cpu"), torch.float32)["log_prob"]
+                 for i in range(4)]
+    assert batch.shape == (4, PROBE_POINTS)
+    torch.testing.assert_close(torch.cat(alone), batch)
+
+
 def test_checker_reports_unavailable_device() -> None:
     report = check_encoder("mlp", context_dim=CONTEXT_DIM, latent_dim=LATENT_DIM, kwargs={"hidden_sizes": [8]}, device="nodevice")
     assert not report.passed and _failed(report) == {"device"}
@@ -593,7 +677,7 @@ def test_custom_encoder_example_passes_by_path(monkeypatch: pytest.MonkeyPatch) 
 
 @pytest.mark.parametrize(
     "module",
-    ["encoders.gaussian", "encoders.registry", "encoders.mlp", "encoders.checker"],
+    ["encoders.gaussian", "encoders.registry", "encoders.mlp", "encoders.checker", "encoders.flow", "encoders.mixture"],
 )
 def test_docstring_examples(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)

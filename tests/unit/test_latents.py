@@ -182,6 +182,43 @@ def test_an_encoder_that_carries_the_task_probes_to_one_and_plots(tmp_path) -> N
         plt.close(fig)
 
 
+class MirrorEncoder(ContextEncoder):
+    """Two hypotheses, z = +c[:L] or z = -c[:L], each a product of unit factors; the transitions' column L
+    is evidence for the first: its logit is their sum."""
+
+    def forward(self, context: Tensor) -> torch.distributions.Distribution:
+        import pyro.distributions as dist
+
+        mu = context[..., : self.latent_dim]
+        loc, var = product_of_gaussians(mu, torch.ones_like(mu))  # [T, L] each
+        evidence = context[..., self.latent_dim].sum(dim=1)  # [T]
+        logits = torch.stack([evidence, torch.zeros_like(evidence)], dim=-1)  # [T, 2]
+        return dist.MixtureOfDiagNormals(torch.stack([loc, -loc], dim=1), var.sqrt()[:, None].expand(-1, 2, -1), logits)
+
+
+def test_mixture_posteriors_report_their_modes(tmp_path) -> None:
+    """Ten ambiguous transitions then ten that favour one hypothesis: two modes, then one."""
+    contexts = _contexts(n_train=6, n_test=3, n=20)
+    for c in contexts.contexts:
+        c[:10, 2], c[10:, 2] = 0.0, 1.0
+    agent = _agent(MirrorEncoder)
+    ambiguous = latents.posterior_table(agent, contexts, ("goal_x", "goal_y"), n_context=10)
+    assert ambiguous.n_modes.tolist() == [2] * 9
+    np.testing.assert_allclose(ambiguous.z_mean, 0.0, atol=1e-6)  # halfway between the two modes
+    np.testing.assert_allclose(ambiguous.z_std**2, contexts.tasks**2 + 0.1, rtol=1e-4)  # law of total variance
+    report = latents.inspect_latents(agent, contexts, param_names=("goal_x", "goal_y"), env="synthetic")
+    assert report.table.n_modes.tolist() == [1] * 9
+    assert report.contraction.n_modes.tolist() == [2, 2, 2, 2, 1, 1]  # after 1, 2, 4, 8, 16, 20 transitions
+    assert report.summary()["n_modes"] == 1.0
+    assert "mixture modes (weight >= 5%): 1.00 per task on average, 1 at most" in report.summary_text()
+    by_context = "by context transitions seen: 1: 2.00, 2: 2.00, 4: 2.00, 8: 2.00, 16: 1.00, 20: 1.00"
+    assert by_context in report.summary_text()
+    _, npz = report.table.save(tmp_path)
+    assert "n_modes" in report.table.to_dataframe().columns
+    np.testing.assert_array_equal(latents.LatentTable.load(npz).n_modes, report.table.n_modes)
+    assert latents.posterior_table(_agent(FixedPrecisionEncoder), contexts, ("goal_x", "goal_y")).n_modes is None
+
+
 def test_tsne_projection_has_no_ellipses() -> None:
     pytest.importorskip("sklearn")
     table = latents.posterior_table(_agent(FixedPrecisionEncoder), _contexts(), ("goal_x", "goal_y"))
