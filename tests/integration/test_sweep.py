@@ -1,0 +1,248 @@
+"""`pearl sweep` on a local Ray and `pearl compare`: trials as MLflow child runs, the aggregates, a re-run
+after the driver was killed, bad input, and a real MLflow tracking server over HTTP."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+import yaml
+
+from tests.conftest import REPO
+
+pytest.importorskip("ray", reason="pearl sweep needs the 'ray' extra")
+
+ADAPTED = "eval/test/return_adapted"
+
+
+@pytest.fixture
+def ray_env(tmp_path: Path):
+    """Environment of a `pearl sweep` process: its own store, and Ray's files in a short temporary folder
+    (Ray's socket paths must stay under about 100 characters), removed afterwards."""
+    scratch = tempfile.mkdtemp(prefix="ray")
+    yield {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "RAY_TMPDIR": scratch, "TMPDIR": scratch,
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def pearl(*args: str, cwd: Path, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pearl.cli", *args], cwd=cwd, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def write_config(folder: Path, data: dict, **train: int) -> Path:
+    data["train"].update(train)
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def all_runs(uri: str) -> list:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    return [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+
+
+def sweep_runs(uri: str) -> tuple:
+    """The one parent run and its child runs by trial key."""
+    runs = all_runs(uri)
+    (parent,) = [r for r in runs if "pearl.sweep.name" in r.data.tags]
+    children = {r.data.tags["pearl.sweep.trial"]: r for r in runs
+                if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert len(runs) == 1 + len(children)
+    return parent, children
+
+
+def test_sweep_of_two_seeds_by_two_grid_values_logs_child_runs_and_aggregates(
+        tmp_path: Path, tiny_config_dict: dict, ray_env: dict) -> None:
+    cfg = write_config(tmp_path, tiny_config_dict)
+    out = pearl("sweep", str(cfg), "--seeds", "2", "--grid", "algo.kl_lambda=0.1,1.0", "--cpus", "2",
+                "--name", "grid", "--no-progress", "--out", "cmp", cwd=tmp_path, env=ray_env)
+    assert out.returncode == 0, out.stderr
+    uri = ray_env["MLFLOW_TRACKING_URI"]
+    parent, children = sweep_runs(uri)
+    assert parent.info.status == "FINISHED" and parent.data.tags["pearl.sweep.name"] == "grid"
+    assert len(children) == 4
+    for key, run in children.items():
+        tags, params = run.data.tags, run.data.params
+        value = tags["pearl.sweep.group"].removeprefix("algo.kl_lambda=")
+        assert run.info.status == "FINISHED"
+        assert key == f"algo.kl_lambda={value} seed={tags['pearl.sweep.seed']}"
+        assert params["seed"] == tags["pearl.sweep.seed"] and params["algo.kl_lambda"] == value
+        assert tags["pearl.config"] == str(cfg)  # as `pearl train` records how to repeat it
+        assert tags["pearl.overrides"] == f"algo.kl_lambda={value} seed={params['seed']}"
+    assert {(r.data.tags["pearl.sweep.group"], r.data.params["seed"]) for r in children.values()} == {
+        (f"algo.kl_lambda={v}", s) for v in ("0.1", "1.0") for s in ("0", "1")}
+    check_aggregates(tmp_path / "cmp", children.values(), uri)
+    logged = {a.path for a in _client(uri).list_artifacts(parent.info.run_id, "comparison")}
+    assert {"comparison/summary.csv", "comparison/seeds.csv", "comparison/comparison.png"} <= logged
+    assert "iqm" in out.stdout and "algo.kl_lambda=1.0" in out.stdout
+
+
+def _client(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(uri)
+
+
+def check_aggregates(folder: Path, children, uri: str) -> None:
+    """The CSV numbers equal a direct computation on the runs' metrics; the PNG was drawn."""
+    assert (folder / "comparison.png").stat().st_size > 10_000
+    summary = pd.read_csv(folder / "summary.csv").set_index("group")
+    learning = pd.read_csv(folder / "learning_curves.csv")
+    adaptation = pd.read_csv(folder / "adaptation_curves.csv")
+    client = _client(uri)
+    for group, row in summary.iterrows():
+        members = [r for r in children if r.data.tags["pearl.sweep.group"] == group]
+        finals = np.array([r.data.metrics[ADAPTED] for r in members])
+        assert row["runs"] == len(members) == 2
+        assert row["mean"] == pytest.approx(finals.mean()) and row["iqm"] == pytest.approx(scipy.stats.trim_mean(finals, 0.25))
+        for name in ("mean", "iqm"):
+            assert finals.min() - 1e-9 <= row[f"{name}_ci_low"] <= row[name] <= row[f"{name}_ci_high"] <= finals.max() + 1e-9
+        histories = [{m.step: m.value for m in client.get_metric_history(r.info.run_id, ADAPTED)} for r in members]
+        curve = learning[learning["group"] == group]
+        assert list(curve["env_steps"]) == sorted(histories[0])
+        assert np.allclose(curve["mean"], [np.mean([h[s] for h in histories]) for s in curve["env_steps"]])
+        episodes = adaptation[adaptation["group"] == group]
+        expected = [np.mean([r.data.metrics[f"eval/test/return_episode_{e}"] for r in members]) for e in episodes["episode"]]
+        assert len(episodes) == 2 and np.allclose(episodes["mean"], expected)
+    seeds = pd.read_csv(folder / "seeds.csv", dtype={"run_id": str}).set_index("run_id")
+    assert {r.info.run_id: r.data.metrics[ADAPTED] for r in children} == pytest.approx(seeds["final_return"].to_dict())
+
+
+def wait_for_checkpoints(proc: subprocess.Popen, folder: Path, n_folders: int, timeout: float = 180) -> None:
+    """Poll until ``n_folders`` run folders under ``folder`` hold a checkpoint."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len({p.parent for p in folder.glob("*/ckpt_*.pt")}) >= n_folders:
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"pearl sweep ended (exit {proc.returncode}) too early:\n{proc.stderr.read()}")
+        time.sleep(0.005)
+    proc.kill()
+    pytest.fail("no checkpoint appeared in time")
+
+
+def test_sweep_whose_driver_is_killed_runs_only_missing_and_interrupted_trials_again(
+        tmp_path: Path, tiny_config_dict: dict, ray_env: dict) -> None:
+    cfg = write_config(tmp_path, tiny_config_dict, num_iterations=8)
+    args = ("sweep", str(cfg), "--seeds", "3", "--max-concurrent", "1", "--cpus", "1", "--name", "killed",
+            "--no-progress")
+    proc = subprocess.Popen([sys.executable, "-m", "pearl.cli", *args], cwd=tmp_path, env={**os.environ, **ray_env},
+                            text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for_checkpoints(proc, tmp_path / "checkpoints", n_folders=2)  # one at a time: the first has finished
+    proc.kill()  # SIGKILL: nothing is marked, Ray's processes lose their driver
+    proc.wait()
+    proc.stderr.close()
+    uri = ray_env["MLFLOW_TRACKING_URI"]
+    _, before = sweep_runs(uri)
+    by_status = {status: [k for k, r in before.items() if r.info.status == status] for status in ("FINISHED", "RUNNING")}
+    assert len(by_status["FINISHED"]) == 1 and len(by_status["RUNNING"]) == 1, by_status
+    (done,), (interrupted,) = by_status["FINISHED"], by_status["RUNNING"]
+    (missing,) = {f"seed={s}" for s in range(3)} - set(before)
+
+    out = pearl(*args, cwd=tmp_path, env=ray_env)
+    assert out.returncode == 0, out.stderr
+    assert f"{done}: finished before" in out.stderr
+    resumed = re.search(rf"{interrupted}: running \(resumed run (\w+) after iteration (\d+)\)", out.stderr)
+    assert resumed and resumed.group(1) == before[interrupted].info.run_id and int(resumed.group(2)) >= 1
+    assert f"{missing}: running (new run" in out.stderr
+    parent, after = sweep_runs(uri)
+    assert parent.info.status == "FINISHED" and set(after) == {f"seed={s}" for s in range(3)}
+    assert all(r.info.status == "FINISHED" for r in after.values())
+    assert after[done].info.run_id == before[done].info.run_id and after[done].info.end_time == before[done].info.end_time
+    assert after[interrupted].info.run_id == before[interrupted].info.run_id
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--grid", "algo.typo=1,2"], "algo.typo"),
+    (["--grid", "algo.kl_lambda="], "the grid is empty"),
+    (["--grid", "algo.kl_lambda=0.1", "--grid", "algo.kl_lambda=1"], "given twice"),
+    (["--grid", "algo.kl_lambda=lots"], "algo.kl_lambda"),
+    (["--seeds", "0"], "--seeds"),
+    (["--address", "ray://127.0.0.1:10001"], "start an MLflow tracking server"),
+])
+def test_bad_sweep_input_exits_2_and_creates_no_run(args: list, says: str, tmp_path: Path, tiny_config_dict: dict,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    from pearl.cli import main
+
+    cfg = write_config(tmp_path, tiny_config_dict)
+    assert main(["sweep", str(cfg), *args]) == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1, err
+    assert not (tmp_path / "mlflow.db").exists() or all_runs(f"sqlite:///{tmp_path / 'mlflow.db'}") == []
+
+
+def test_sweep_without_ray_says_how_to_install_it(tmp_path: Path, tiny_config_dict: dict,
+                                                  capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pearl.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    assert main(["sweep", str(write_config(tmp_path, tiny_config_dict)), "--seeds", "2"]) == 2
+    assert "pip install 'pearl-metarl[ray]'" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path):
+    """`mlflow server` on 127.0.0.1: a free port, a SQLite backend, artifacts in a temporary folder."""
+    port, folder = _free_port(), tmp_path / "server"
+    folder.mkdir()
+    command = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
+               f"sqlite:///{folder / 'store.db'}", "--artifacts-destination", str(folder / "artifacts"),
+               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    with open(folder / "server.log", "w") as log:
+        proc = subprocess.Popen(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"mlflow server did not start:\n{(folder / 'server.log').read_text()}")
+                time.sleep(0.2)
+        yield url, folder / "artifacts"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_sweep_against_an_mlflow_tracking_server_over_http(tmp_path: Path, tiny_config_dict: dict, ray_env: dict,
+                                                           mlflow_server: tuple) -> None:
+    url, artifacts = mlflow_server
+    cfg = write_config(tmp_path, tiny_config_dict, num_iterations=1)
+    out = pearl("sweep", str(cfg), "--seeds", "2", "--cpus", "2", "--no-progress", cwd=tmp_path,
+                env={**ray_env, "MLFLOW_TRACKING_URI": url})
+    assert out.returncode == 0, out.stderr
+    parent, children = sweep_runs(url)
+    assert parent.info.status == "FINISHED"
+    assert sorted(children) == ["seed=0", "seed=1"] and all(r.info.status == "FINISHED" for r in children.values())
+    # the outputs went through the server into its artifact folder
+    assert list(artifacts.glob(f"*/{parent.info.run_id}/artifacts/comparison/summary.csv"))
+    assert all(list(artifacts.glob(f"*/{r.info.run_id}/artifacts/model/model.pt")) for r in children.values())
+    assert not (tmp_path / "mlflow.db").exists()
