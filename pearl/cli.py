@@ -301,8 +301,8 @@ def _add_sweep_commands(sub: Any) -> None:
     p.add_argument("--max-concurrent", type=_positive_int, metavar="K", help="at most K trials at once")
     p.add_argument("--cpus", type=_positive_int, metavar="N", help="CPUs of the local Ray (default: all); "
                                                                    "each trial takes one")
-    p.add_argument("--address", metavar="ADDR", help="join this Ray cluster (e.g. ray://HOST:10001 or auto); needs a "
-                                                     "tracking server, not a local store")
+    p.add_argument("--address", metavar="ADDR", help="join this Ray cluster (auto, or HEAD:6379, from one of its "
+                                                     "nodes); needs an MLflow tracking server, not a local store")
     p.add_argument("--out", type=Path, metavar="DIR", help="comparison output folder (default: comparisons/<name>)")
     p = _command(sub, "compare", cmd_compare, help="compare runs and sweeps: IQM, mean, CIs, curves",
                  description="Per group (a sweep's grid point): the final adapted return's IQM and mean with "

@@ -68,7 +68,7 @@ def sweep_runs(uri: str) -> tuple:
 
 
 def test_sweep_of_two_seeds_by_two_grid_values_logs_child_runs_and_aggregates(
-        tmp_path: Path, tiny_config_dict: dict, ray_env: dict) -> None:
+        tmp_path: Path, tiny_config_dict: dict, ray_env: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = write_config(tmp_path, tiny_config_dict)
     out = pearl("sweep", str(cfg), "--seeds", "2", "--grid", "algo.kl_lambda=0.1,1.0", "--cpus", "2",
                 "--name", "grid", "--no-progress", "--out", "cmp", cwd=tmp_path, env=ray_env)
@@ -91,6 +91,11 @@ def test_sweep_of_two_seeds_by_two_grid_values_logs_child_runs_and_aggregates(
     logged = {a.path for a in _client(uri).list_artifacts(parent.info.run_id, "comparison")}
     assert {"comparison/summary.csv", "comparison/seeds.csv", "comparison/comparison.png"} <= logged
     assert "iqm" in out.stdout and "algo.kl_lambda=1.0" in out.stdout
+    from pearl.cli import main
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert main(["compare", "grid", "--out", "again", "--no-log"]) == 0  # by name, as the sweep compared it
+    assert (tmp_path / "again" / "summary.csv").read_text() == (tmp_path / "cmp" / "summary.csv").read_text()
 
 
 def _client(uri: str):
@@ -225,11 +230,8 @@ def mlflow_server(tmp_path: Path):
                 time.sleep(0.2)
         yield url, folder / "artifacts"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)  # a throwaway server: no need to wait for a graceful stop
+        proc.wait()
 
 
 def test_sweep_against_an_mlflow_tracking_server_over_http(tmp_path: Path, tiny_config_dict: dict, ray_env: dict,
