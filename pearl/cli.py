@@ -108,6 +108,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     try:
         outcome = sweep.run_sweep(plan, address=args.address, num_cpus=args.cpus, max_concurrent=args.max_concurrent,
                                   on_event=display)
+    except KeyboardInterrupt:  # a second Ctrl-C: Tune's graceful stop was cut short; the runs are marked
+        print(f"sweep {plan.name} stopped; run the same command again to finish it", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         display.close()
     counts = {s: list(outcome.statuses.values()).count(s) for s in sorted(set(outcome.statuses.values()))}

@@ -35,7 +35,21 @@ def ray_env(tmp_path: Path):
     scratch = tempfile.mkdtemp(prefix="ray")
     yield {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "RAY_TMPDIR": scratch, "TMPDIR": scratch,
            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    for pid in processes_with_env(f"RAY_TMPDIR={scratch}"):  # Ray's agents outlive a killed driver for a while
+        os.kill(pid, signal.SIGKILL)
     shutil.rmtree(scratch, ignore_errors=True)
+
+
+def processes_with_env(entry: str) -> list[int]:
+    """Ids of this user's processes whose environment holds ``entry`` (Linux; elsewhere none)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if entry.encode() in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:  # gone, or not ours
+            continue
+    return found
 
 
 def pearl(*args: str, cwd: Path, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -65,37 +79,6 @@ def sweep_runs(uri: str) -> tuple:
                 if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
     assert len(runs) == 1 + len(children)
     return parent, children
-
-
-def test_sweep_of_two_seeds_by_two_grid_values_logs_child_runs_and_aggregates(
-        tmp_path: Path, tiny_config_dict: dict, ray_env: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = write_config(tmp_path, tiny_config_dict)
-    out = pearl("sweep", str(cfg), "--seeds", "2", "--grid", "algo.kl_lambda=0.1,1.0", "--cpus", "2",
-                "--name", "grid", "--no-progress", "--out", "cmp", cwd=tmp_path, env=ray_env)
-    assert out.returncode == 0, out.stderr
-    uri = ray_env["MLFLOW_TRACKING_URI"]
-    parent, children = sweep_runs(uri)
-    assert parent.info.status == "FINISHED" and parent.data.tags["pearl.sweep.name"] == "grid"
-    assert len(children) == 4
-    for key, run in children.items():
-        tags, params = run.data.tags, run.data.params
-        value = tags["pearl.sweep.group"].removeprefix("algo.kl_lambda=")
-        assert run.info.status == "FINISHED"
-        assert key == f"algo.kl_lambda={value} seed={tags['pearl.sweep.seed']}"
-        assert params["seed"] == tags["pearl.sweep.seed"] and params["algo.kl_lambda"] == value
-        assert tags["pearl.config"] == str(cfg)  # as `pearl train` records how to repeat it
-        assert tags["pearl.overrides"] == f"algo.kl_lambda={value} seed={params['seed']}"
-    assert {(r.data.tags["pearl.sweep.group"], r.data.params["seed"]) for r in children.values()} == {
-        (f"algo.kl_lambda={v}", s) for v in ("0.1", "1.0") for s in ("0", "1")}
-    check_aggregates(tmp_path / "cmp", children.values(), uri)
-    logged = {a.path for a in _client(uri).list_artifacts(parent.info.run_id, "comparison")}
-    assert {"comparison/summary.csv", "comparison/seeds.csv", "comparison/comparison.png"} <= logged
-    assert "iqm" in out.stdout and "algo.kl_lambda=1.0" in out.stdout
-    from pearl.cli import main
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    assert main(["compare", "grid", "--out", "again", "--no-log"]) == 0  # by name, as the sweep compared it
-    assert (tmp_path / "again" / "summary.csv").read_text() == (tmp_path / "cmp" / "summary.csv").read_text()
 
 
 def _client(uri: str):
@@ -142,11 +125,16 @@ def wait_for_checkpoints(proc: subprocess.Popen, folder: Path, n_folders: int, t
     pytest.fail("no checkpoint appeared in time")
 
 
-def test_sweep_whose_driver_is_killed_runs_only_missing_and_interrupted_trials_again(
-        tmp_path: Path, tiny_config_dict: dict, ray_env: dict) -> None:
+GRID = {(f"algo.kl_lambda={v} seed={s}", f"algo.kl_lambda={v}", str(s)) for v in ("0.1", "1.0") for s in (0, 1)}
+
+
+def test_sweep_killed_midway_runs_only_what_is_missing_and_ends_with_child_runs_and_aggregates(
+        tmp_path: Path, tiny_config_dict: dict, ray_env: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """2 seeds x 2 grid values on a local Ray with 2 CPUs, one trial at a time; the driver is killed while
+    the second trial trains. Run again, the first trial is kept, the second resumes, the other two start."""
     cfg = write_config(tmp_path, tiny_config_dict, num_iterations=8)
-    args = ("sweep", str(cfg), "--seeds", "3", "--max-concurrent", "1", "--cpus", "1", "--name", "killed",
-            "--no-progress")
+    args = ("sweep", str(cfg), "--seeds", "2", "--grid", "algo.kl_lambda=0.1,1.0", "--cpus", "2",
+            "--max-concurrent", "1", "--name", "grid", "--no-progress", "--out", "cmp")
     proc = subprocess.Popen([sys.executable, "-m", "pearl.cli", *args], cwd=tmp_path, env={**os.environ, **ray_env},
                             text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_for_checkpoints(proc, tmp_path / "checkpoints", n_folders=2)  # one at a time: the first has finished
@@ -158,19 +146,41 @@ def test_sweep_whose_driver_is_killed_runs_only_missing_and_interrupted_trials_a
     by_status = {status: [k for k, r in before.items() if r.info.status == status] for status in ("FINISHED", "RUNNING")}
     assert len(by_status["FINISHED"]) == 1 and len(by_status["RUNNING"]) == 1, by_status
     (done,), (interrupted,) = by_status["FINISHED"], by_status["RUNNING"]
-    (missing,) = {f"seed={s}" for s in range(3)} - set(before)
+    missing = {key for key, _, _ in GRID} - set(before)
+    assert len(missing) == 2
 
     out = pearl(*args, cwd=tmp_path, env=ray_env)
     assert out.returncode == 0, out.stderr
     assert f"{done}: finished before" in out.stderr
     resumed = re.search(rf"{interrupted}: running \(resumed run (\w+) after iteration (\d+)\)", out.stderr)
     assert resumed and resumed.group(1) == before[interrupted].info.run_id and int(resumed.group(2)) >= 1
-    assert f"{missing}: running (new run" in out.stderr
-    parent, after = sweep_runs(uri)
-    assert parent.info.status == "FINISHED" and set(after) == {f"seed={s}" for s in range(3)}
-    assert all(r.info.status == "FINISHED" for r in after.values())
+    assert all(f"{key}: running (new run" in out.stderr for key in missing)
+    parent, after = sweep_runs(uri)  # one run per trial: nothing duplicated
     assert after[done].info.run_id == before[done].info.run_id and after[done].info.end_time == before[done].info.end_time
     assert after[interrupted].info.run_id == before[interrupted].info.run_id
+    assert parent.info.status == "FINISHED" and parent.data.tags["pearl.sweep.name"] == "grid"
+    check_trial_runs(after, cfg)
+    check_aggregates(tmp_path / "cmp", after.values(), uri)
+    logged = {a.path for a in _client(uri).list_artifacts(parent.info.run_id, "comparison")}
+    assert {"comparison/summary.csv", "comparison/seeds.csv", "comparison/comparison.png"} <= logged
+    assert "iqm" in out.stdout and "algo.kl_lambda=1.0" in out.stdout
+    from pearl.cli import main
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert main(["compare", "grid", "--out", "again", "--no-log"]) == 0  # by name, as the sweep compared it
+    assert (tmp_path / "again" / "summary.csv").read_text() == (tmp_path / "cmp" / "summary.csv").read_text()
+
+
+def check_trial_runs(children: dict, cfg: Path) -> None:
+    """Four FINISHED runs, tagged with their trial, seed and grid point, made as `pearl train` makes them."""
+    assert {(key, r.data.tags["pearl.sweep.group"], r.data.tags["pearl.sweep.seed"]) for key, r in children.items()} == GRID
+    for run in children.values():
+        tags, params = run.data.tags, run.data.params
+        value = tags["pearl.sweep.group"].removeprefix("algo.kl_lambda=")
+        assert run.info.status == "FINISHED"
+        assert params["seed"] == tags["pearl.sweep.seed"] and params["algo.kl_lambda"] == value
+        assert tags["pearl.config"] == str(cfg)  # how to repeat it, as `pearl train` records it
+        assert tags["pearl.overrides"] == f"algo.kl_lambda={value} seed={params['seed']}"
 
 
 @pytest.mark.parametrize("args, says", [
