@@ -516,7 +516,7 @@ def _progress_callback(emit: Callable[[SweepEvent], None]) -> Any:
         error_file = getattr(trial, "error_file", None)
         if not message and error_file and Path(error_file).is_file():
             lines = [line for line in Path(error_file).read_text(errors="replace").splitlines() if line.strip()]
-            message = lines[-1] if lines else ""
+            message = lines[-1].split(". ")[0] if lines else ""  # Ray's own explanations run long
         return message or "the trial's process died"
 
     class Progress(tune.Callback):
