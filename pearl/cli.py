@@ -119,7 +119,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if "FINISHED" in counts:
         _compare([outcome.parent_run_id], tracking_uri=outcome.tracking_uri, out=args.out, log=True)
     if outcome.status != "FINISHED":
-        print(f"run the same command again to finish the sweep (finished trials are kept, interrupted ones "
+        print("run the same command again to finish the sweep (finished trials are kept, interrupted ones "
               "resume from their checkpoints)", file=sys.stderr)
     return {"FINISHED": EXIT_OK, "FAILED": EXIT_FAILED}.get(outcome.status, EXIT_INTERRUPTED)
 

@@ -222,7 +222,7 @@ class Comparison:
 
     def save(self, folder: str | Path) -> list[Path]:
         """``summary.csv``, ``seeds.csv``, ``learning_curves.csv``, ``adaptation_curves.csv`` and
-        ``comparison.png`` in ``folder``."""
+        ``comparison.png`` (when a run finished) in ``folder``."""
         import matplotlib.pyplot as plt
 
         from pearl import plots
@@ -235,6 +235,8 @@ class Comparison:
         for name, frame in frames.items():
             frame.to_csv(folder / f"{name}.csv", index=False)
             files.append(folder / f"{name}.csv")
+        if self.summary.empty:  # no finished run: nothing to draw
+            return files
         fig = plots.comparison(self.summary, frames["seeds"], self.learning, self.adaptation, title=self.label)
         fig.savefig(folder / "comparison.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
