@@ -94,6 +94,81 @@ def _progress_bar(trainer: Any) -> tuple[Any, Callable[[Any], None]]:
     return bar, update
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from pearl import sweep
+
+    spec = sweep.SweepSpec(str(args.config), seeds=sweep.parse_seeds(args.seeds) if args.seeds else None,
+                           grid=tuple(sweep.parse_grid(item) for item in args.grid), sets=tuple(args.set),
+                           name=args.name)
+    plan = sweep.plan_sweep(spec, address=args.address)
+    n_points = len(spec.points())
+    print(f"sweep {plan.name}: {len(plan.trials)} trials ({n_points} grid point(s) x {len(plan.trials) // n_points} "
+          f"seed(s)) of {spec.config}\n  tracking: {plan.tracking_uri}   experiment: {plan.experiment}", file=sys.stderr)
+    display = _SweepDisplay(plan, bar=not args.no_progress)
+    try:
+        outcome = sweep.run_sweep(plan, address=args.address, num_cpus=args.cpus, max_concurrent=args.max_concurrent,
+                                  on_event=display)
+    except KeyboardInterrupt:  # a second Ctrl-C: Tune's graceful stop was cut short; the runs are marked
+        print(f"sweep {plan.name} stopped; run the same command again to finish it", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        display.close()
+    counts = {s: list(outcome.statuses.values()).count(s) for s in sorted(set(outcome.statuses.values()))}
+    print(f"sweep {outcome.name} {outcome.status} (parent run {outcome.parent_run_id}): "
+          + ", ".join(f"{n} {s}" for s, n in counts.items()), file=sys.stderr)
+    if "FINISHED" in counts:
+        _compare([outcome.parent_run_id], tracking_uri=outcome.tracking_uri, out=args.out, log=True)
+    if outcome.status != "FINISHED":
+        print("run the same command again to finish the sweep (finished trials are kept, interrupted ones "
+              "resume from their checkpoints)", file=sys.stderr)
+    return {"FINISHED": EXIT_OK, "FAILED": EXIT_FAILED}.get(outcome.status, EXIT_INTERRUPTED)
+
+
+class _SweepDisplay:
+    """A line per trial state change and a bar over all the sweep's iterations."""
+
+    def __init__(self, plan: Any, *, bar: bool) -> None:
+        from tqdm import tqdm
+
+        self.total = {t.key: t.num_iterations for t in plan.trials}
+        self.done: dict[str, int] = {}
+        self.finished = 0
+        self.bar = tqdm(total=sum(self.total.values()), desc="sweep", unit="it", file=sys.stderr,
+                        dynamic_ncols=True, disable=not bar)
+
+    def __call__(self, event: Any) -> None:
+        self.done[event.trial] = max(self.done.get(event.trial, 0), min(event.iteration, self.total[event.trial]))
+        if event.kind in ("finished", "finished_before"):
+            self.finished += 1
+        if event.kind != "iteration":
+            text = f"{event.trial}: {event.kind.replace('_', ' ')}" + (f" ({event.message})" if event.message else "")
+            self.bar.write(text, file=sys.stderr)
+        self.bar.n = sum(self.done.values())
+        self.bar.set_postfix_str(f"trials finished {self.finished}/{len(self.total)}", refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    _compare(args.runs, tracking_uri=args.tracking_uri, out=args.out, log=not args.no_log)
+    return EXIT_OK
+
+
+def _compare(targets: Sequence[str], *, tracking_uri: str | None, out: Path | None, log: bool) -> None:
+    """Compare runs and sweeps: print the table, write CSV and PNG to ``out``, log them to a sweep's parent."""
+    from pearl import compare
+
+    result = compare.compare(targets, tracking_uri=tracking_uri)
+    folder = out or Path("comparisons") / result.label
+    files = result.save(folder)
+    print(result.table())
+    print(f"wrote {folder}/: {' '.join(p.name for p in files)}")
+    if log and result.log(files):
+        print(f"logged to run {result.parent_run_id} under comparison/")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from pearl import runs
 
@@ -213,6 +288,35 @@ def _add_training_commands(sub: Any) -> None:
              trains="change the saved config where a resumed run allows it, e.g. --set train.num_iterations=1000")
 
 
+def _add_sweep_commands(sub: Any) -> None:
+    p = _command(sub, "sweep", cmd_sweep, help="train over seeds and a grid of config values on Ray Tune",
+                 description="Train one run per seed and grid point, as `pearl train` would, scheduled by Ray Tune "
+                             "(a local Ray, or a cluster with --address). The runs are MLflow child runs of one "
+                             "parent run; running the same sweep again finishes only what is missing. Ends with "
+                             "`pearl compare` of the sweep.",
+                 trains="override a config value in every trial, e.g. --set train.num_iterations=20 (repeatable)")
+    p.add_argument("config", type=Path, help="experiment YAML (see experiments/)")
+    p.add_argument("--seeds", metavar="N|S1,S2", help="a count (3: seeds 0, 1, 2) or a list (0,5,7); "
+                                                       "default: the config's seed")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="values of a config key to sweep (YAML, as --set takes them); repeatable: every combination")
+    p.add_argument("--name", help="the sweep's name (default: the config's name and a hash of the sweep)")
+    p.add_argument("--max-concurrent", type=_positive_int, metavar="K", help="at most K trials at once")
+    p.add_argument("--cpus", type=_positive_int, metavar="N", help="CPUs of the local Ray (default: all); "
+                                                                   "each trial takes one")
+    p.add_argument("--address", metavar="ADDR", help="join this Ray cluster (auto, or HEAD:6379, from one of its "
+                                                     "nodes); needs an MLflow tracking server, not a local store")
+    p.add_argument("--out", type=Path, metavar="DIR", help="comparison output folder (default: comparisons/<name>)")
+    p = _command(sub, "compare", cmd_compare, help="compare runs and sweeps: IQM, mean, CIs, curves",
+                 description="Per group (a sweep's grid point): the final adapted return's IQM and mean with "
+                             "stratified bootstrap 95% confidence intervals, learning and adaptation curves over "
+                             "seeds, a per-seed table. Written as CSV and PNG; logged to the sweep's parent run.")
+    p.add_argument("runs", nargs="+", metavar="RUN_OR_SWEEP", help="run id, sweep parent run id or sweep name")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: comparisons/<name>)")
+    p.add_argument("--no-log", action="store_true", help="do not log to the sweep's parent run")
+
+
 def _add_inspection_commands(sub: Any) -> None:
     p = _command(sub, "evaluate", cmd_evaluate, help="meta-test a trained agent", names_a_run=True,
                  description="Run the meta-test protocol on fresh episodes and print the adaptation curve.")
@@ -262,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_training_commands(sub)
+    _add_sweep_commands(sub)
     _add_inspection_commands(sub)
     _add_registry_commands(sub)
     return parser

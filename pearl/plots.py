@@ -17,8 +17,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Ellipse  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from pearl.latents.measures import Contraction, LatentTable, ProbeResult
     from pearl.latents.projection import Projection
 
@@ -59,6 +62,39 @@ def _finish(fig: Figure, ax: plt.Axes, xlabel: str, ylabel: str, title: str) -> 
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# comparisons of runs and sweeps (pearl.compare)
+
+
+def comparison(summary: pd.DataFrame, seeds: pd.DataFrame, learning: pd.DataFrame, adaptation: pd.DataFrame, *,
+               title: str) -> Figure:
+    """Three panels, one colour per group: learning curves and adaptation curves (mean over seeds, the
+    band its confidence interval), and the final adapted return per group (IQM and mean with their
+    intervals, each seed's run as a dot)."""
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
+    for i, (group, row) in enumerate(summary.set_index("group").iterrows()):
+        color = f"C{i % 10}"
+        for ax, frame, x in ((axes[0], learning, "env_steps"), (axes[1], adaptation, "episode")):
+            part = frame[frame["group"] == group]
+            ax.plot(part[x], part["mean"], marker="o", ms=3, color=color, label=group)
+            ax.fill_between(part[x], part["ci_low"], part["ci_high"], color=color, alpha=0.2, lw=0)
+        for offset, name, marker in ((-0.12, "iqm", "D"), (0.12, "mean", "o")):
+            err = np.abs(np.array([[row[f"{name}_ci_low"]], [row[f"{name}_ci_high"]]]) - row[name])
+            axes[2].errorbar(i + offset, row[name], yerr=np.nan_to_num(err), fmt=marker, color=color, capsize=4,
+                             label=name.upper() if i == 0 else None)
+        finished = seeds[(seeds["group"] == group) & (seeds["status"] == "FINISHED")]
+        axes[2].scatter(np.full(len(finished), i), finished["final_return"], s=12, color="0.4", zorder=3)
+    axes[1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[2].set_xticks(range(len(summary)), summary["group"], rotation=20, ha="right")
+    _finish(fig, axes[0], "environment steps (training collection)", "test return after adaptation",
+            "learning curves (mean, 95% CI)")
+    _finish(fig, axes[1], "episode index within the task", "return", "adaptation curves (mean, 95% CI)")
+    _finish(fig, axes[2], "group", "final test return after adaptation", "IQM and mean (95% CI); dots: seeds")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 

@@ -381,13 +381,14 @@ class TrainingRun:
                 log.warning("%s", err)
 
 
-def start(cfg: ExperimentConfig, *, source: str = "", overrides: Sequence[str] = ()) -> TrainingRun:
+def start(cfg: ExperimentConfig, *, source: str = "", overrides: Sequence[str] = (),
+          tags: dict[str, str] | None = None) -> TrainingRun:
     """A new run of ``cfg``: the trainer is built first, so a bad env or encoder is reported before
     an MLflow run exists; then the run is created with the config as params and artifact, and tags
     that say how to repeat it (``pearl.config``: the config file, ``pearl.overrides``: the ``--set``
-    values) and where it ran (``pearl.machine``)."""
+    values) and where it ran (``pearl.machine``), plus ``tags`` (set as the run is created)."""
     trainer = build_trainer(cfg)
-    tracker = Tracker.start(cfg, run_name=_run_name(cfg))
+    tracker = Tracker.start(cfg, run_name=_run_name(cfg), tags=tags)
     tracker.set_tags({"pearl.config": source, "pearl.overrides": " ".join(overrides),
                       "pearl.machine": machine_description(trainer)})
     return TrainingRun(trainer, tracker, source=source, resumed=False)

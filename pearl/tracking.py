@@ -137,8 +137,9 @@ class Tracker:
         self._last_flush = time.monotonic()
 
     @classmethod
-    def start(cls, cfg: ExperimentConfig, *, run_name: str) -> Tracker:
-        """Create a run, log the resolved config (params + YAML artifact), version and commit tags."""
+    def start(cls, cfg: ExperimentConfig, *, run_name: str, tags: dict[str, str] | None = None) -> Tracker:
+        """Create a run, log the resolved config (params + YAML artifact), version and commit tags.
+        ``tags`` are set as the run is created (a sweep's parent link and trial key)."""
         import pearl
 
         tracker = cls(resolve_tracking_uri(cfg.tracking.tracking_uri))
@@ -146,7 +147,7 @@ class Tracker:
             exp = tracker.client.get_experiment_by_name(cfg.tracking.experiment_name)
             exp_id = exp.experiment_id if exp else tracker.client.create_experiment(cfg.tracking.experiment_name)
             tags = {"pearl.version": pearl.__version__, "mlflow.runName": run_name,
-                    "env": cfg.env.name, "encoder": cfg.encoder.name}
+                    "env": cfg.env.name, "encoder": cfg.encoder.name, **(tags or {})}
             commit = git_commit()
             if commit:
                 tags["mlflow.source.git.commit"] = commit
@@ -238,5 +239,10 @@ class Tracker:
         except Exception as err:  # noqa: BLE001 - any store failure is reported the same way
             raise TrackingError(f"cannot read metric {key} of run {self.run_id} from {self.tracking_uri} "
                                 f"({short_reason(err)})") from None
-        latest = {m.step: m.value for m in sorted(hist, key=lambda m: (m.step, m.timestamp))}
-        return sorted(latest.items())
+        return latest_per_step(hist)
+
+
+def latest_per_step(history: Any) -> list[tuple[int, float]]:
+    """(step, value) pairs of MLflow metric entries in step order, the latest value of each step."""
+    latest = {m.step: m.value for m in sorted(history, key=lambda m: (m.step, m.timestamp))}
+    return sorted(latest.items())

@@ -14,6 +14,7 @@ import logging
 import math
 import random
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -290,9 +291,11 @@ class Trainer:
                 raise TrainingDiverged(f"parameter {name} became non-finite at {itr} (a NaN or Inf gradient reached it)")
 
     def train(self, on_iteration: Callable[[IterationResult], None] | None = None) -> None:
-        """Run to ``num_iterations``, checkpointing on schedule; SIGINT/SIGTERM stop at the next safe point."""
+        """Run to ``num_iterations``, checkpointing on schedule; SIGINT/SIGTERM stop at the next safe point
+        (in the main thread: a Ray Tune trial trains in another, where Python cannot take signals)."""
         cfg = self.cfg
-        handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        main_thread = threading.current_thread() is threading.main_thread()
+        handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
         self._stop_signal = None
 
         def request_stop(signum: int, _frame: Any) -> None:

@@ -41,7 +41,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _outside_the_checkout(tmp_path_factory: pytest.TempPathFactory):
     """Module- and session-scoped fixtures run in a throwaway folder too: MLflow roots a new
     experiment's artifacts (``mlruns/``) in the working directory, which must stay the checkout's."""
-    outputs = ("mlruns", "mlflow.db", "checkpoints", "latents", "MUJOCO_LOG.TXT")
+    outputs = ("mlruns", "mlflow.db", "checkpoints", "latents", "comparisons", "MUJOCO_LOG.TXT")
     there = {name for name in outputs if (REPO / name).exists()}
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp_path_factory.mktemp("workdir"))

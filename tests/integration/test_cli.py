@@ -27,7 +27,8 @@ def _runs(tmp_path: Path) -> list:
     return [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
 
 
-@pytest.mark.parametrize("command", ["train", "resume", "evaluate", "embed", "list", "check-encoder"])
+@pytest.mark.parametrize("command", ["train", "resume", "evaluate", "embed", "list", "check-encoder", "sweep",
+                                     "compare"])
 def test_every_command_has_help(command: str, tmp_path: Path) -> None:
     out = run(command, "--help", cwd=tmp_path)
     assert out.returncode == 0 and "usage: pearl" in out.stdout
