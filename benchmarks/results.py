@@ -60,6 +60,11 @@ class Entry:
     runs: list[SeedRun] = field(default_factory=list)
 
     @property
+    def finished(self) -> list[SeedRun]:
+        """The runs that trained to the end, or every run while none has: what means are taken over."""
+        return [r for r in self.runs if r.status == "FINISHED"] or self.runs
+
+    @property
     def slug(self) -> str:
         name = Path(self.config).stem + ("__" + self.overrides if self.overrides else "")
         return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:80]
@@ -171,9 +176,10 @@ def section(entry: Entry, figure: str) -> list[str]:
             per_episode = ", ".join(_f(v, 2) for v in r.episode_success) if r.episode_success is not None else "–"
             row += f" {_f(r.success, 2)} | {per_episode} |"
         lines.append(row)
-    finals = [r.adapted[-1] for r in entry.runs]
-    lines.append(f"| mean | | | | {_f(np.mean([r.minutes[-1] for r in entry.runs]))} | **{_f(np.mean(finals))}** | "
-                 f"| {_f(np.mean([r.prior for r in entry.runs]))} |" + (" | |" if success else ""))
+    done = entry.finished
+    lines.append(f"| mean ({_seeds(entry)}) | | | | {_f(np.mean([r.minutes[-1] for r in done]))} | "
+                 f"**{_f(np.mean([r.adapted[-1] for r in done]))}** | | {_f(np.mean([r.prior for r in done]))} |"
+                 + (" | |" if success else ""))
     curves = "; ".join(f"seed {r.seed}: " + ", ".join(_f(v) for v in r.episodes) for r in entry.runs)
     lines += ["", f"Adaptation curve at the last evaluation (mean test return per meta-test episode): {curves}.",
               "", f"![{entry.config}]({figure})", ""]
@@ -202,19 +208,29 @@ def summary(entries: list[Entry]) -> list[str]:
     lines = [f"| config | seeds | final adapted, mean (per seed) | {at} | final success, last episode | env steps | "
              "minutes | paper |", "|---|---|---|" + "---|" * len(CHECKPOINTS_MIN) + "---|---|---|---|"]
     for e in entries:
-        finals = [r.adapted[-1] for r in e.runs]
+        done = e.finished
+        finals = [r.adapted[-1] for r in done]
         per_seed = ", ".join(_f(v) for v in finals)
         read = " | ".join(_mean([_at_minute(r, m) for r in e.runs]) for m in CHECKPOINTS_MIN)
-        success = [r.success for r in e.runs if r.success is not None]
+        success = [r.success for r in done if r.success is not None]
         name = f"`{e.config}`" + (f" with `{e.overrides}`" if e.overrides else "")
         success_text = f"{_f(np.mean(success), 2)} ({', '.join(_f(v, 2) for v in success)})" if success else "–"
-        lines.append(f"| {name} | {len(e.runs)} | **{_f(np.mean(finals))}** ({per_seed}) | {read} | {success_text} | "
-                     f"{int(np.mean([r.steps[-1] for r in e.runs])):,} | "
-                     f"{_f(np.mean([r.minutes[-1] for r in e.runs]))} | {PAPER.get(e.env, '–')} |")
+        lines.append(f"| {name} | {_seeds(e)} | **{_f(np.mean(finals))}** ({per_seed}) | {read} | {success_text} | "
+                     f"{int(np.mean([r.steps[-1] for r in done])):,} | "
+                     f"{_f(np.mean([r.minutes[-1] for r in done]))} | {PAPER.get(e.env, '–')} |")
     return lines + ["", "The columns at fixed minutes average, over seeds, the last evaluation at or before that "
                     "wall clock of training; a seed that has not trained that long is left out (– when none has). "
+                    "The other columns average the finished seeds (all seeds while none has finished). "
                     "Minutes are training wall clock on the machine named in each section, often shared with a "
                     "second run.", ""]
+
+
+def _seeds(entry: Entry) -> str:
+    """How many seeds the means take: the finished ones, and how many others stopped early."""
+    finished = sum(r.status == "FINISHED" for r in entry.runs)
+    if finished in (0, len(entry.runs)):
+        return f"{len(entry.runs)} " + (("seed" if len(entry.runs) == 1 else "seeds") if finished else "unfinished")
+    return f"{finished} finished, {len(entry.runs) - finished} stopped"
 
 
 def _mean(values: list[float]) -> str:
