@@ -90,6 +90,7 @@ def comparison(summary: pd.DataFrame, seeds: pd.DataFrame, learning: pd.DataFram
         axes[2].scatter(np.full(len(finished), i), finished["final_return"], s=12, color="0.4", zorder=3)
     axes[1].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[2].set_xticks(range(len(summary)), summary["group"], rotation=20, ha="right")
+    axes[2].set_xlim(-0.5, len(summary) - 0.5)  # a lone group would otherwise spread to the edges
     _finish(fig, axes[0], "environment steps (training collection)", "test return after adaptation",
             "learning curves (mean, 95% CI)")
     _finish(fig, axes[1], "episode index within the task", "return", "adaptation curves (mean, 95% CI)")
