@@ -230,7 +230,7 @@ def _seeds(entry: Entry) -> str:
     finished = sum(r.status == "FINISHED" for r in entry.runs)
     if finished in (0, len(entry.runs)):
         return f"{len(entry.runs)} " + (("seed" if len(entry.runs) == 1 else "seeds") if finished else "unfinished")
-    return f"{finished} finished, {len(entry.runs) - finished} stopped"
+    return f"{finished} finished, {len(entry.runs) - finished} unfinished"
 
 
 def _mean(values: list[float]) -> str:
