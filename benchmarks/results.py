@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 
 from pearl.config import ConfigError, flatten, load_config  # noqa: E402
+from pearl.tracking import latest_per_step  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ADAPTED, PRIOR, TOTAL_S = "eval/test/return_adapted", "eval/test/return_prior", "time/total_s"
@@ -72,10 +73,7 @@ class Entry:
 
 def _history(client: MlflowClient, run_id: str, key: str) -> dict[int, float]:
     """step -> value (the latest logged value of a step, as a resumed run may log one twice)."""
-    out: dict[int, float] = {}
-    for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp):
-        out[m.step] = m.value
-    return out
+    return dict(latest_per_step(client.get_metric_history(run_id, key)))
 
 
 # Params that do not change what a run learns: the seed varies within an entry, tracking is bookkeeping.
