@@ -27,6 +27,8 @@ import numpy as np
 
 import envs
 from pearl.config import load_config
+from pearl.latents.context import collect_contexts
+from pearl.latents.measures import contraction_curve
 from pearl.trainer import Trainer
 
 # Independent meta-tests of every test task, averaged. Posterior sampling makes one meta-test of 20
@@ -61,6 +63,20 @@ def random_return(trainer: Trainer, tasks: np.ndarray, episodes: int = 10) -> fl
     return float(rollouts.rewards.sum() / (len(tasks) * episodes))
 
 
+def first_path_posterior(trainer: Trainer, tasks: np.ndarray) -> dict:
+    """q(z|c) of each task after one episode with z from the prior (the first of the paper's meta-test),
+    averaged over tasks: its standard deviation (mean over latent dims), its KL to the prior and, for a
+    mixture, the components with weight at least 5%. A posterior that keeps the goal and its mirror
+    image apart after one straight path shows two modes, or a spread that stays wide."""
+    cfg = trainer.cfg
+    contexts = collect_contexts(trainer.agent, trainer.collector, tasks, n_transitions=trainer.max_path_length,
+                                num_exp_traj_eval=1, use_next_obs=cfg.encoder.use_next_obs,
+                                sparse_rewards=trainer.sparse_rewards)
+    curve = contraction_curve(trainer.agent, contexts, [min(len(c) for c in contexts)])
+    return {"std": round(float(curve.mean_std[0]), 3), "kl": round(float(curve.kl_to_prior[0]), 2),
+            "n_modes": None if curve.n_modes is None else round(float(curve.n_modes[0]), 2)}
+
+
 def train_and_score(
     config: str | Path, seed: int, overrides: list[str] | None = None, *, protocols: list[tuple[int, int]] = ()
 ) -> list[dict]:
@@ -83,6 +99,7 @@ def train_and_score(
     tasks = trainer.test_tasks
     meta_tests = [[trainer.evaluate(tasks) for _ in range(TRIALS)]]  # each from an empty context
     low, high = random_return(trainer, tasks), oracle_return(trainer, tasks)
+    first_path = first_path_posterior(trainer, tasks)
     for episodes, exploring in protocols:  # after the baselines: the config's own figures stay as without
         cfg.eval.num_episodes, cfg.eval.num_exp_traj_eval = episodes, exploring
         meta_tests.append([trainer.evaluate(tasks) for _ in range(TRIALS)])
@@ -100,7 +117,8 @@ def train_and_score(
             "prior": round(float(np.mean([r.return_prior for r in results])), 3),
             "random": round(low, 3), "oracle": round(high, 3),
             "curve": [round(float(v), 3) for v in np.mean([r.curve for r in results], axis=0)],
-            "env_steps": trainer.env_steps, "train_minutes": minutes,
+            "env_steps": trainer.env_steps, "train_minutes": minutes, "iterations": cfg.train.num_iterations,
+            "first_path_posterior": first_path,
         })
     return records
 

@@ -5,7 +5,10 @@ Every run made by ``pearl train`` records how to repeat it (tags ``pearl.config`
 apart from the seed, form one entry: a table per seed (status, iterations, env steps, wall clock,
 the final and best adapted test return, the prior-z return, the success rate where the env has
 one), the learning curve (adapted test return against env steps and wall clock, per seed and the
-mean) and the adaptation curve of the last evaluation. Usage::
+mean) and the adaptation curve of the last evaluation. The posterior comparison (the encoders of
+experiments/posteriors/ on the point robot) comes from the records that benchmarks/point_robot_score.py
+appended to docs/posterior_scores.jsonl: a table of normalised scores per encoder and seed and a plot
+of the scores and adaptation curves. Usage::
 
     python benchmarks/results.py --tracking-uri sqlite:///results/mlflow.db            # -> docs/results.md
     python benchmarks/results.py --tracking-uri sqlite:///results/mlflow.db --config experiments/cheetah_vel_fast.yaml
@@ -14,6 +17,7 @@ mean) and the adaptation curve of the last evaluation. Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from dataclasses import dataclass, field
@@ -231,9 +235,69 @@ def _seeds(entry: Entry) -> str:
     return f"{finished} finished, {len(entry.runs) - finished} unfinished"
 
 
-def _mean(values: list[float]) -> str:
+def _mean(values: list[float], digits: int = 1) -> str:
     finite = [v for v in values if np.isfinite(v)]
-    return _f(float(np.mean(finite))) if finite else "–"
+    return _f(float(np.mean(finite)), digits) if finite else "–"
+
+
+def read_scores(path: Path) -> dict[str, list[dict]]:
+    """Point-robot score records (benchmarks/point_robot_score.py) grouped by config; a config scored
+    twice for a seed keeps its latest record."""
+    groups: dict[str, dict[int, dict]] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            record = json.loads(line)
+            groups.setdefault(record["config"], {})[record["seed"]] = record
+    return {config: [seeds[s] for s in sorted(seeds)] for config, seeds in groups.items()}
+
+
+def plot_scores(groups: dict[str, list[dict]], path: Path) -> None:
+    """Scores per config (each seed a dot, the mean a bar) and the mean adaptation curve of each."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), dpi=80)
+    for i, (config, records) in enumerate(groups.items()):
+        name = Path(config).stem
+        scores = [r["score"] for r in records]
+        axes[0].bar(i, np.mean(scores), color=f"C{i}", alpha=0.5)
+        axes[0].plot([i] * len(scores), scores, "o", color=f"C{i}", ms=4)
+        curve = np.mean([r["curve"] for r in records], axis=0)
+        axes[1].plot(np.arange(1, len(curve) + 1), curve, marker="o", color=f"C{i}", label=name)
+    axes[0].set_xticks(range(len(groups)), [Path(c).stem for c in groups])
+    axes[0].set(ylabel="normalised score", title="score (dots: seeds)", ylim=(0, 1))
+    axes[1].set(xlabel="meta-test episode", ylabel="mean test return", title="adaptation, mean over seeds")
+    axes[1].set_xticks(range(1, len(curve) + 1))
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def scores_section(groups: dict[str, list[dict]], figure: str) -> list[str]:
+    """The posterior comparison: per config its seeds' scores and their mean, the adaptation curve,
+    the iterations and training minutes, and the posterior after the first (prior-z) episode."""
+    lines = ["## Posteriors beyond one Gaussian: the point robot from the origin", "",
+             "Which posterior explores best after one straight path? Point robot, every episode starting at "
+             "the origin, the paper's meta-test (3 episodes, the first with z from the prior); the configs differ "
+             "only in the encoder and train for equal wall clock (their headers give the per-iteration times). "
+             "Score: 0 a uniformly random policy, 1 an oracle that knows the goal; each seed's is the mean of 5 "
+             "meta-tests after training. Command, per config: `python benchmarks/point_robot_score.py --config "
+             "CONFIG --seeds 0 1 2 --out docs/posterior_scores.jsonl`. After the first path: the posterior's "
+             "standard deviation (mean over latent dims and test tasks), its KL to the prior and, for the "
+             "mixture, the components with weight at least 5%.", "",
+             "| config | score, mean (per seed) | adaptation curve, mean | iterations | train min (per seed) | "
+             "after the first path: std, KL, modes |", "|---|---|---|---|---|---|"]
+    for config, records in groups.items():
+        scores = [r["score"] for r in records]
+        curve = np.mean([r["curve"] for r in records], axis=0)
+        first = [r.get("first_path_posterior") or {} for r in records]
+        posterior = ", ".join(_mean([f.get(k) if f.get(k) is not None else np.nan for f in first], 2)
+                              for k in ("std", "kl", "n_modes"))
+        lines.append(f"| `{config}` | **{np.mean(scores):.2f}** ({', '.join(f'{v:.2f}' for v in scores)}) | "
+                     f"{', '.join(_f(v) for v in curve)} | {records[0].get('iterations', '–')} | "
+                     f"{', '.join(str(r['train_minutes']) for r in records)} | {posterior} |")
+    return lines + ["", f"![posterior comparison]({figure})", ""]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -241,6 +305,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tracking-uri", required=True, help="the MLflow store holding the runs")
     p.add_argument("--config", action="append", default=[], help="only the runs of this config (repeatable)")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "results.md")
+    p.add_argument("--scores", type=Path, default=REPO / "docs" / "posterior_scores.jsonl",
+                   help="point-robot score records of the posterior comparison (skipped when absent)")
     args = p.parse_args(argv)
     entries = read_entries(args.tracking_uri, args.config)
     if not entries:
@@ -255,6 +321,11 @@ def main(argv: list[str] | None = None) -> None:
         path = figures / f"{entry.slug}.png"
         plot(entry, path)
         lines += section(entry, path.relative_to(args.out.parent).as_posix())
+    if args.scores.is_file():
+        path = figures / "posteriors.png"
+        groups = read_scores(args.scores)
+        plot_scores(groups, path)
+        lines += scores_section(groups, path.relative_to(args.out.parent).as_posix())
     args.out.write_text("\n".join(lines))
     print(f"wrote {args.out} and {len(entries)} figure(s) in {figures}")
 

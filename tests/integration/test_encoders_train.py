@@ -157,3 +157,17 @@ def test_encoder_errors_exit_2_and_log_no_finished_run(
     for word in expected:
         assert word in out.stderr, (word, out.stderr)
     assert not (tmp_path / "mlflow.db").exists() or all(r.info.status != "FINISHED" for r in _runs(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["mlp", "mixture"])
+def test_the_posterior_after_the_first_path_is_measured(name: str, tiny_config_dict: dict) -> None:
+    """benchmarks/point_robot_score.py records q(z|c) after one prior-z episode; modes for a mixture only."""
+    from benchmarks.point_robot_score import first_path_posterior
+
+    tiny_config_dict["encoder"] = {"name": name, "latent_dim": 3, "kwargs": {}}
+    trainer = Trainer(config_from_dict(tiny_config_dict))
+    out = first_path_posterior(trainer, trainer.test_tasks)
+    assert 0 < out["std"] < 10 and out["kl"] >= 0
+    assert (out["n_modes"] is None) == (name == "mlp")
+    if name == "mixture":
+        assert 1 <= out["n_modes"] <= trainer.agent.encoder.n_components

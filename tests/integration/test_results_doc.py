@@ -53,3 +53,26 @@ def test_an_entry_names_the_settings_that_differ_from_todays_config_file() -> No
     assert results._overrides(config, setting, recorded="") == "algo.hidden_sizes=[8,8] algo.kl_lambda=0.5"
     assert results._overrides("experiments/gone.yaml", setting, recorded="seed=3 algo.kl_lambda=0.5") == \
         "algo.kl_lambda=0.5"
+
+
+def test_the_posterior_comparison_comes_from_the_score_records(tmp_path: Path) -> None:
+    """docs/posterior_scores.jsonl -> a row per config with its seeds' scores, and a plot; a seed scored
+    twice keeps its latest record."""
+    import json
+
+    def record(config: str, seed: int, score: float, modes: float | None) -> dict:
+        return {"config": config, "overrides": [], "seed": seed, "score": score, "curve": [-18.0, -12.0, -9.0],
+                "train_minutes": 8.1, "iterations": 60, "protocol": "3 episodes, 1 from the prior",
+                "first_path_posterior": {"std": 0.25, "kl": 3.5, "n_modes": modes}}
+    scores = tmp_path / "scores.jsonl"
+    rows = [record("experiments/posteriors/mlp.yaml", 0, 0.1, None), record("experiments/posteriors/mlp.yaml", 0, 0.5, None),
+            record("experiments/posteriors/mlp.yaml", 1, 0.6, None), record("experiments/posteriors/mixture.yaml", 0, 0.7, 1.5)]
+    scores.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    groups = results.read_scores(scores)
+    assert [r["score"] for r in groups["experiments/posteriors/mlp.yaml"]] == [0.5, 0.6]
+    figure = tmp_path / "results" / "posteriors.png"
+    results.plot_scores(groups, figure)
+    text = "\n".join(results.scores_section(groups, "results/posteriors.png"))
+    assert "| `experiments/posteriors/mlp.yaml` | **0.55** (0.50, 0.60) | -18.0, -12.0, -9.0 | 60 |" in text
+    assert "| 0.25, 3.50, – |" in text and "| 0.25, 3.50, 1.50 |" in text  # modes only for the mixture
+    assert figure.stat().st_size > 1000
