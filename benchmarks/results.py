@@ -240,28 +240,33 @@ def _mean(values: list[float], digits: int = 1) -> str:
     return _f(float(np.mean(finite)), digits) if finite else "–"
 
 
+def _scored(record: dict) -> str:
+    """What a score record trained: ``config`` and its ``--set`` overrides."""
+    return " ".join([f"`{record['config']}`", *(f"`--set {o}`" for o in record.get("overrides", []))])
+
+
 def read_scores(path: Path) -> dict[str, list[dict]]:
-    """Point-robot score records (benchmarks/point_robot_score.py) grouped by config; a config scored
-    twice for a seed keeps its latest record."""
+    """Point-robot score records (benchmarks/point_robot_score.py) grouped by config and overrides;
+    one scored twice for a seed keeps its latest record."""
     groups: dict[str, dict[int, dict]] = {}
     for line in path.read_text().splitlines():
         if line.strip():
             record = json.loads(line)
-            groups.setdefault(record["config"], {})[record["seed"]] = record
-    return {config: [seeds[s] for s in sorted(seeds)] for config, seeds in groups.items()}
+            groups.setdefault(_scored(record), {})[record["seed"]] = record
+    return {name: [seeds[s] for s in sorted(seeds)] for name, seeds in groups.items()}
 
 
 def plot_scores(groups: dict[str, list[dict]], path: Path) -> None:
     """Scores per config (each seed a dot, the mean a bar) and the mean adaptation curve of each."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), dpi=80)
-    for i, (config, records) in enumerate(groups.items()):
-        name = Path(config).stem
+    names = [" ".join([Path(r[0]["config"]).stem, *r[0].get("overrides", [])]) for r in groups.values()]
+    for i, (name, records) in enumerate(zip(names, groups.values())):
         scores = [r["score"] for r in records]
         axes[0].bar(i, np.mean(scores), color=f"C{i}", alpha=0.5)
         axes[0].plot([i] * len(scores), scores, "o", color=f"C{i}", ms=4)
         curve = np.mean([r["curve"] for r in records], axis=0)
         axes[1].plot(np.arange(1, len(curve) + 1), curve, marker="o", color=f"C{i}", label=name)
-    axes[0].set_xticks(range(len(groups)), [Path(c).stem for c in groups])
+    axes[0].set_xticks(range(len(groups)), [n.replace(" ", "\n") for n in names], fontsize=7)
     axes[0].set(ylabel="normalised score", title="score (dots: seeds)", ylim=(0, 1))
     axes[1].set(xlabel="meta-test episode", ylabel="mean test return", title="adaptation, mean over seeds")
     axes[1].set_xticks(range(1, len(curve) + 1))
@@ -282,19 +287,19 @@ def scores_section(groups: dict[str, list[dict]], figure: str) -> list[str]:
              "the origin, the paper's meta-test (3 episodes, the first with z from the prior); the configs differ "
              "only in the encoder and train for equal wall clock (their headers give the per-iteration times). "
              "Score: 0 a uniformly random policy, 1 an oracle that knows the goal; each seed's is the mean of 5 "
-             "meta-tests after training. Command, per config: `python benchmarks/point_robot_score.py --config "
-             "CONFIG --seeds 0 1 2 --out docs/posterior_scores.jsonl`. After the first path: the posterior's "
+             "meta-tests after training. Command, per row: `python benchmarks/point_robot_score.py --config "
+             "CONFIG [--set OVERRIDE] --seeds 0 1 2 --out docs/posterior_scores.jsonl`. After the first path: the posterior's "
              "standard deviation (mean over latent dims and test tasks), its KL to the prior and, for the "
              "mixture, the components with weight at least 5%.", "",
-             "| config | score, mean (per seed) | adaptation curve, mean | iterations | train min (per seed) | "
+             "| config and overrides | score, mean (per seed) | adaptation curve, mean | iterations | train min (per seed) | "
              "after the first path: std, KL, modes |", "|---|---|---|---|---|---|"]
-    for config, records in groups.items():
+    for name, records in groups.items():
         scores = [r["score"] for r in records]
         curve = np.mean([r["curve"] for r in records], axis=0)
         first = [r.get("first_path_posterior") or {} for r in records]
         posterior = ", ".join(_mean([f.get(k) if f.get(k) is not None else np.nan for f in first], 2)
                               for k in ("std", "kl", "n_modes"))
-        lines.append(f"| `{config}` | **{np.mean(scores):.2f}** ({', '.join(f'{v:.2f}' for v in scores)}) | "
+        lines.append(f"| {name} | **{np.mean(scores):.2f}** ({', '.join(f'{v:.2f}' for v in scores)}) | "
                      f"{', '.join(_f(v) for v in curve)} | {records[0].get('iterations', '–')} | "
                      f"{', '.join(str(r['train_minutes']) for r in records)} | {posterior} |")
     return lines + ["", f"![posterior comparison]({figure})", ""]

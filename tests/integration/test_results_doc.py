@@ -25,7 +25,7 @@ def test_results_tables_and_plots_come_from_the_runs(tmp_path: Path, tiny_config
             outcome = run.train()
         ids[seed] = outcome.run_id
     out = tmp_path / "docs" / "results.md"
-    results.main(["--tracking-uri", uri, "--out", str(out)])
+    results.main(["--tracking-uri", uri, "--out", str(out), "--scores", str(tmp_path / "no_scores.jsonl")])
     text = out.read_text()
     assert "## `experiments/tiny.yaml` with `algo.kl_lambda=0.5`" in text  # both seeds in one entry
     assert "`pearl train experiments/tiny.yaml --set seed=SEED --set algo.kl_lambda=0.5`" in text
@@ -60,19 +60,22 @@ def test_the_posterior_comparison_comes_from_the_score_records(tmp_path: Path) -
     twice keeps its latest record."""
     import json
 
-    def record(config: str, seed: int, score: float, modes: float | None) -> dict:
-        return {"config": config, "overrides": [], "seed": seed, "score": score, "curve": [-18.0, -12.0, -9.0],
+    def record(config: str, seed: int, score: float, modes: float | None, overrides: tuple = ()) -> dict:
+        return {"config": config, "overrides": list(overrides), "seed": seed, "score": score, "curve": [-18.0, -12.0, -9.0],
                 "train_minutes": 8.1, "iterations": 60, "protocol": "3 episodes, 1 from the prior",
                 "first_path_posterior": {"std": 0.25, "kl": 3.5, "n_modes": modes}}
     scores = tmp_path / "scores.jsonl"
     rows = [record("experiments/posteriors/mlp.yaml", 0, 0.1, None), record("experiments/posteriors/mlp.yaml", 0, 0.5, None),
-            record("experiments/posteriors/mlp.yaml", 1, 0.6, None), record("experiments/posteriors/mixture.yaml", 0, 0.7, 1.5)]
+            record("experiments/posteriors/mlp.yaml", 1, 0.6, None), record("experiments/posteriors/mixture.yaml", 0, 0.7, 1.5),
+            record("experiments/posteriors/mixture.yaml", 0, 0.2, 1.0, ["encoder.kwargs.n_components=3"])]
     scores.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     groups = results.read_scores(scores)
-    assert [r["score"] for r in groups["experiments/posteriors/mlp.yaml"]] == [0.5, 0.6]
+    assert [r["score"] for r in groups["`experiments/posteriors/mlp.yaml`"]] == [0.5, 0.6]
+    assert len(groups) == 3  # the overrides make a row of their own
     figure = tmp_path / "results" / "posteriors.png"
     results.plot_scores(groups, figure)
     text = "\n".join(results.scores_section(groups, "results/posteriors.png"))
     assert "| `experiments/posteriors/mlp.yaml` | **0.55** (0.50, 0.60) | -18.0, -12.0, -9.0 | 60 |" in text
+    assert "| `experiments/posteriors/mixture.yaml` `--set encoder.kwargs.n_components=3` | **0.20** (0.20) |" in text
     assert "| 0.25, 3.50, – |" in text and "| 0.25, 3.50, 1.50 |" in text  # modes only for the mixture
     assert figure.stat().st_size > 1000
