@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import pyro.distributions as dist
 import torch
 from pyro.distributions import transforms
+from pyro.nn import ConditionalDenseNN
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
@@ -22,6 +23,39 @@ from encoders.registry import register_encoder
 
 FLOW_LAYERS = ("spline", "affine_coupling")
 """Layer kinds of the flow: an element-wise rational spline, or a RealNVP affine coupling."""
+
+LOG_SCALE_BOUND = 3.0
+"""An affine coupling scales by at most exp(3) = 20, as pyro's default clip allows."""
+
+
+class SmoothLogScale(nn.Module):
+    """A coupling's conditioning network whose log-scale is squashed smoothly into (-b, b).
+
+    pyro's affine coupling clips the log-scale with straight-through gradients. A KL that asks for a
+    wider posterior then keeps pushing a clipped log-scale, and the network and the context
+    embedding feeding it grow without bound: on the point robot the embedding went from 9 to 18,000
+    in five iterations, then to NaN. ``b * tanh(s / b)`` stays within pyro's clip, and its gradient
+    fades where it saturates.
+
+    Shapes:
+        x [..., D1], context [..., E] -> shift [..., D2], log-scale [..., D2].
+    """
+
+    def __init__(self, net: nn.Module, bound: float = LOG_SCALE_BOUND) -> None:
+        super().__init__()
+        self.net, self.bound = net, bound
+
+    def forward(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
+        shift, log_scale = self.net(x, context)
+        return shift, self.bound * torch.tanh(log_scale / self.bound)
+
+
+def affine_coupling(latent_dim: int, embed_dim: int, hidden: list[int]) -> transforms.ConditionalAffineCoupling:
+    """RealNVP coupling conditioned on the context embedding: the last ``latent_dim - latent_dim // 2``
+    coordinates shift and scale as a function of the first ones and the embedding."""
+    split = latent_dim // 2
+    net = ConditionalDenseNN(split, embed_dim, hidden, [latent_dim - split, latent_dim - split])
+    return transforms.ConditionalAffineCoupling(split, SmoothLogScale(net))
 
 
 @register_encoder("flow")
@@ -43,9 +77,9 @@ class FlowEncoder(ContextEncoder):
 
     Layers, in order: ``"spline"`` (``conditional_spline``: a monotone rational spline per
     coordinate, which can split a coordinate into several modes) and ``"affine_coupling"``
-    (``conditional_affine_coupling``: half of the coordinates shift and scale as a function of
-    the other half, which correlates them; each is followed by a reversal of the coordinates, and
-    it needs ``latent_dim >= 2``).
+    (pyro's ``ConditionalAffineCoupling``: half of the coordinates shift and scale, by at most a
+    factor exp(3), as a smooth function of the other half, which correlates them; each is followed
+    by a reversal of the coordinates, and it needs ``latent_dim >= 2``).
 
     No closed-form KL to N(0, I) exists: ``kl_to_prior`` is a reparameterised Monte Carlo estimate
     with ``kl_samples`` draws per task.
@@ -99,7 +133,7 @@ class FlowEncoder(ContextEncoder):
         self.flow = nn.ModuleList(
             transforms.conditional_spline(latent_dim, embed_dim, hidden, count_bins=count_bins, bound=float(bound))
             if kind == "spline"
-            else transforms.conditional_affine_coupling(latent_dim, embed_dim, hidden)
+            else affine_coupling(latent_dim, embed_dim, hidden)
             for kind in self.layer_kinds
         )
         # a buffer, so that it follows the encoder to its device

@@ -168,3 +168,25 @@ def test_flow_layers_are_validated() -> None:
         FlowEncoder(context_dim=C, latent_dim=L, layers=[])
     spline_only = FlowEncoder(context_dim=C, latent_dim=1, hidden_sizes=[8], layers=["spline"])
     assert spline_only(torch.randn(2, 3, C)).rsample().shape == (2, 1)
+
+
+def test_coupling_log_scale_saturates_smoothly() -> None:
+    """pyro clips a coupling's log-scale with straight-through gradients, which let a KL push it (and the
+    embedding feeding it) without bound; the flow encoder's couplings squash it with a tanh instead."""
+    from encoders.flow import LOG_SCALE_BOUND, SmoothLogScale
+
+    class Saturated(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.tensor(100.0))
+
+        def forward(self, x: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return torch.zeros_like(x), self.w * x
+
+    smooth = SmoothLogScale(Saturated())
+    _, log_scale = smooth(torch.ones(4, 2), torch.zeros(4, 3))
+    assert ((log_scale > 0.99 * LOG_SCALE_BOUND) & (log_scale <= LOG_SCALE_BOUND)).all()
+    log_scale.sum().backward()
+    assert smooth.net.w.grad.abs() < 1e-6  # a straight-through clip would pass 8
+    encoder = FlowEncoder(context_dim=C, latent_dim=L, layers=["spline", "affine_coupling"], hidden_sizes=HIDDEN)
+    assert isinstance(encoder.flow[1].nn, SmoothLogScale)
