@@ -38,7 +38,8 @@ def _closed_form_kl(mu: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
 
 
 def test_mixture_with_one_component_is_the_mlp_posterior() -> None:
-    mixture = MixtureEncoder(context_dim=C, latent_dim=L, n_components=1, hidden_sizes=HIDDEN, kl_samples=4000)
+    mixture = MixtureEncoder(context_dim=C, latent_dim=L, n_components=1, hidden_sizes=HIDDEN, kl_samples=4000,
+                             min_std=0)
     mlp = _mlp_and(mixture)
     context, points = torch.randn(4, 9, C), torch.randn(5, 4, L)
     with torch.no_grad():
@@ -55,10 +56,11 @@ def test_mixture_with_one_component_is_the_mlp_posterior() -> None:
 
 @pytest.mark.parametrize(("pooling", "scale"), [("sum", 2.0), ("mean", 1.0)])
 def test_mixture_components_are_products_and_weights_pool_the_logits(pooling: str, scale: float) -> None:
-    """Seeing the same transitions twice halves each component's variance; it doubles the logits when
-    they are summed (evidence adds up) and leaves them as they were when they are averaged."""
+    """Seeing the same transitions twice halves each component's variance (above the floor); it doubles
+    the logits when they are summed (evidence adds up) and leaves them as they were when averaged."""
     torch.manual_seed(0)
     encoder = MixtureEncoder(context_dim=C, latent_dim=L, n_components=3, hidden_sizes=HIDDEN, logit_pooling=pooling)
+    floor = encoder.min_std**2
     context = torch.randn(2, 5, C)
     with torch.no_grad():
         locs, var, logits = encoder.components(context)
@@ -67,7 +69,7 @@ def test_mixture_components_are_products_and_weights_pool_the_logits(pooling: st
     assert locs.shape == (2, 3, L) and var.shape == (2, 3, L) and logits.shape == (2, 3)
     torch.testing.assert_close(logits, per_transition.sum(1) if pooling == "sum" else per_transition.mean(1))
     torch.testing.assert_close(locs2, locs)
-    torch.testing.assert_close(var2, var / 2)
+    torch.testing.assert_close(var2 - floor, (var - floor) / 2)
     torch.testing.assert_close(logits2, scale * logits)
     with pytest.raises(ValueError, match="logit_pooling"):
         MixtureEncoder(context_dim=C, latent_dim=L, logit_pooling="max")
@@ -190,3 +192,18 @@ def test_coupling_log_scale_saturates_smoothly() -> None:
     assert smooth.net.w.grad.abs() < 1e-6  # a straight-through clip would pass 8
     encoder = FlowEncoder(context_dim=C, latent_dim=L, layers=["spline", "affine_coupling"], hidden_sizes=HIDDEN)
     assert isinstance(encoder.flow[1].nn, SmoothLogScale)
+
+
+def test_mixture_components_keep_a_floor_on_their_std() -> None:
+    """Confident factors multiply into components far narrower than pyro's mixture gradient survives
+    in float32; each component's std stays at least ``min_std``, and the draws' gradients are finite."""
+    torch.manual_seed(0)
+    encoder = MixtureEncoder(context_dim=C, latent_dim=L, n_components=2, hidden_sizes=HIDDEN, min_std=0.01)
+    with torch.no_grad():
+        encoder.net[-1].bias[: 2 * 2 * L] = torch.tensor([0.0] * L + [-40.0] * L).repeat(2)  # var at the floor
+    locs, var, _ = encoder.components(torch.randn(16, 64, C))
+    assert var.sqrt().min() >= 0.01 * (1 - 1e-6) and var.sqrt().max() < 0.0101
+    (encoder(torch.randn(16, 64, C)).rsample() ** 2).sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in encoder.parameters())
+    with pytest.raises(ValueError, match="min_std"):
+        MixtureEncoder(context_dim=C, latent_dim=L, min_std=-1.0)
