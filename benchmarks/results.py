@@ -260,7 +260,10 @@ def plot_scores(groups: dict[str, list[dict]], path: Path) -> None:
     """Scores per config (each seed a dot, the mean a bar) and the mean adaptation curve of each."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), dpi=80)
     names = [" ".join([Path(r[0]["config"]).stem, *r[0].get("overrides", [])]) for r in groups.values()]
-    for i, (name, records) in enumerate(zip(names, groups.values())):
+    for i, (name, every) in enumerate(zip(names, groups.values())):
+        records = [r for r in every if "diverged" not in r]
+        if not records:
+            continue
         scores = [r["score"] for r in records]
         axes[0].bar(i, np.mean(scores), color=f"C{i}", alpha=0.5)
         axes[0].plot([i] * len(scores), scores, "o", color=f"C{i}", ms=4)
@@ -291,15 +294,21 @@ def scores_section(groups: dict[str, list[dict]], figure: str) -> list[str]:
              "CONFIG [--set OVERRIDE] --seeds 0 1 2 --out docs/posterior_scores.jsonl`. After the first path: the posterior's "
              "standard deviation (mean over latent dims and test tasks), its KL to the prior and, for the "
              "mixture, the components with weight at least 5%.", "",
-             "| config and overrides | score, mean (per seed) | adaptation curve, mean | iterations | train min (per seed) | "
-             "after the first path: std, KL, modes |", "|---|---|---|---|---|---|"]
-    for name, records in groups.items():
+             "| config and overrides | seeds | score, mean (per seed) | adaptation curve, mean | iterations | "
+             "train min (per seed) | after the first path: std, KL, modes |", "|---|---|---|---|---|---|---|"]
+    for name, every in groups.items():
+        records = [r for r in every if "diverged" not in r]
+        diverged = [str(r["seed"]) for r in every if "diverged" in r]
+        seeds = ", ".join(str(r["seed"]) for r in records) + (f"; diverged: {', '.join(diverged)}" if diverged else "")
+        if not records:
+            lines.append(f"| {name} | {seeds} | – | – | – | – | – |")
+            continue
         scores = [r["score"] for r in records]
         curve = np.mean([r["curve"] for r in records], axis=0)
         first = [r.get("first_path_posterior") or {} for r in records]
         posterior = ", ".join(_mean([f.get(k) if f.get(k) is not None else np.nan for f in first], 2)
                               for k in ("std", "kl", "n_modes"))
-        lines.append(f"| {name} | **{np.mean(scores):.2f}** ({', '.join(f'{v:.2f}' for v in scores)}) | "
+        lines.append(f"| {name} | {seeds} | **{np.mean(scores):.2f}** ({', '.join(f'{v:.2f}' for v in scores)}) | "
                      f"{', '.join(_f(v) for v in curve)} | {records[0].get('iterations', '–')} | "
                      f"{', '.join(str(r['train_minutes']) for r in records)} | {posterior} |")
     return lines + ["", f"![posterior comparison]({figure})", ""]

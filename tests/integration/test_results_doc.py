@@ -67,7 +67,8 @@ def test_the_posterior_comparison_comes_from_the_score_records(tmp_path: Path) -
     scores = tmp_path / "scores.jsonl"
     rows = [record("experiments/posteriors/mlp.yaml", 0, 0.1, None), record("experiments/posteriors/mlp.yaml", 0, 0.5, None),
             record("experiments/posteriors/mlp.yaml", 1, 0.6, None), record("experiments/posteriors/mixture.yaml", 0, 0.7, 1.5),
-            record("experiments/posteriors/mixture.yaml", 0, 0.2, 1.0, ["encoder.kwargs.n_components=3"])]
+            record("experiments/posteriors/mixture.yaml", 0, 0.2, 1.0, ["encoder.kwargs.n_components=3"]),
+            {"config": "experiments/posteriors/mixture.yaml", "overrides": [], "seed": 1, "diverged": "NaN"}]
     scores.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     groups = results.read_scores(scores)
     assert [r["score"] for r in groups["`experiments/posteriors/mlp.yaml`"]] == [0.5, 0.6]
@@ -75,7 +76,8 @@ def test_the_posterior_comparison_comes_from_the_score_records(tmp_path: Path) -
     figure = tmp_path / "results" / "posteriors.png"
     results.plot_scores(groups, figure)
     text = "\n".join(results.scores_section(groups, "results/posteriors.png"))
-    assert "| `experiments/posteriors/mlp.yaml` | **0.55** (0.50, 0.60) | -18.0, -12.0, -9.0 | 60 |" in text
-    assert "| `experiments/posteriors/mixture.yaml` `--set encoder.kwargs.n_components=3` | **0.20** (0.20) |" in text
+    assert "| `experiments/posteriors/mlp.yaml` | 0, 1 | **0.55** (0.50, 0.60) | -18.0, -12.0, -9.0 | 60 |" in text
+    assert "| `experiments/posteriors/mixture.yaml` `--set encoder.kwargs.n_components=3` | 0 | **0.20** (0.20) |" in text
+    assert "| `experiments/posteriors/mixture.yaml` | 0; diverged: 1 | **0.70** (0.70) |" in text  # counted, not dropped
     assert "| 0.25, 3.50, – |" in text and "| 0.25, 3.50, 1.50 |" in text  # modes only for the mixture
     assert figure.stat().st_size > 1000
