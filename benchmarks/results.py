@@ -331,17 +331,20 @@ def main(argv: list[str] | None = None) -> None:
              "from a run the command beside it repeats. Returns are on the held-out test tasks: the adapted "
              "return is the last meta-test episode's, after the exploration episodes with z from the prior.", "",
              *summary(entries)]
+    written = []
     for entry in entries:
-        path = figures / f"{entry.slug}.png"
-        plot(entry, path)
-        lines += section(entry, path.relative_to(args.out.parent).as_posix())
+        written.append(figures / f"{entry.slug}.png")
+        plot(entry, written[-1])
+        lines += section(entry, written[-1].relative_to(args.out.parent).as_posix())
     if args.scores.is_file():
-        path = figures / "posteriors.png"
+        written.append(figures / "posteriors.png")
         groups = read_scores(args.scores)
-        plot_scores(groups, path)
-        lines += scores_section(groups, path.relative_to(args.out.parent).as_posix())
+        plot_scores(groups, written[-1])
+        lines += scores_section(groups, written[-1].relative_to(args.out.parent).as_posix())
+    for stale in set(figures.glob("*.png")) - set(written):  # the figures folder is this script's own
+        stale.unlink()
     args.out.write_text("\n".join(lines))
-    print(f"wrote {args.out} and {len(entries)} figure(s) in {figures}")
+    print(f"wrote {args.out} and {len(written)} figure(s) in {figures}")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ def test_results_tables_and_plots_come_from_the_runs(tmp_path: Path, tiny_config
             outcome = run.train()
         ids[seed] = outcome.run_id
     out = tmp_path / "docs" / "results.md"
+    stale = out.parent / "results" / "an_entry_renamed_since.png"  # its slug changed with today's config
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"png")
     results.main(["--tracking-uri", uri, "--out", str(out), "--scores", str(tmp_path / "no_scores.jsonl")])
     text = out.read_text()
     assert "## `experiments/tiny.yaml` with `algo.kl_lambda=0.5`" in text  # both seeds in one entry
@@ -35,7 +38,7 @@ def test_results_tables_and_plots_come_from_the_runs(tmp_path: Path, tiny_config
         row = next(line for line in text.splitlines() if line.startswith(f"| {seed} | FINISHED |"))
         assert f"**{metrics['eval/test/return_adapted']:.1f}**" in row
         assert f"| {int(metrics['progress/env_steps']):,} |" in row
-    (figure,) = (out.parent / "results").glob("*.png")
+    (figure,) = (out.parent / "results").glob("*.png")  # the stale one removed
     assert f"]({figure.relative_to(out.parent).as_posix()})" in text and figure.stat().st_size > 1000
     summary_row = next(line for line in text.splitlines() if line.startswith("| `experiments/tiny.yaml`"))
     finals = [client.get_run(i).data.metrics["eval/test/return_adapted"] for i in ids.values()]
