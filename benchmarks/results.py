@@ -260,6 +260,7 @@ def plot_scores(groups: dict[str, list[dict]], path: Path) -> None:
     """Scores per config (each seed a dot, the mean a bar) and the mean adaptation curve of each."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), dpi=80)
     names = [" ".join([Path(r[0]["config"]).stem, *r[0].get("overrides", [])]) for r in groups.values()]
+    n_episodes = 0
     for i, (name, every) in enumerate(zip(names, groups.values())):
         records = [r for r in every if "diverged" not in r]
         if not records:
@@ -268,14 +269,16 @@ def plot_scores(groups: dict[str, list[dict]], path: Path) -> None:
         axes[0].bar(i, np.mean(scores), color=f"C{i}", alpha=0.5)
         axes[0].plot([i] * len(scores), scores, "o", color=f"C{i}", ms=4)
         curve = np.mean([r["curve"] for r in records], axis=0)
+        n_episodes = max(n_episodes, len(curve))
         axes[1].plot(np.arange(1, len(curve) + 1), curve, marker="o", color=f"C{i}", label=name)
     axes[0].set_xticks(range(len(groups)), [n.replace(" ", "\n") for n in names], fontsize=7)
     axes[0].set(ylabel="normalised score", title="score (dots: seeds)", ylim=(0, 1))
     axes[1].set(xlabel="meta-test episode", ylabel="mean test return", title="adaptation, mean over seeds")
-    axes[1].set_xticks(range(1, len(curve) + 1))
+    axes[1].set_xticks(range(1, n_episodes + 1))
     for ax in axes:
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7)
+    if n_episodes:
+        axes[1].legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

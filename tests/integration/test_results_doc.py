@@ -77,6 +77,7 @@ def test_the_posterior_comparison_comes_from_the_score_records(tmp_path: Path) -
     assert [r["score"] for r in groups["`experiments/posteriors/mlp.yaml`"]] == [0.5, 0.6]
     assert len(groups) == 3  # the overrides make a row of their own
     figure = tmp_path / "results" / "posteriors.png"
+    results.plot_scores({"`diverged.yaml`": [rows[-1]]}, tmp_path / "none.png")  # only diverged seeds: no score
     results.plot_scores(groups, figure)
     text = "\n".join(results.scores_section(groups, "results/posteriors.png"))
     assert "| `experiments/posteriors/mlp.yaml` | 0, 1 | **0.55** (0.50, 0.60) | -18.0, -12.0, -9.0 | 60 |" in text
