@@ -321,7 +321,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tracking-uri", required=True, help="the MLflow store holding the runs")
     p.add_argument("--config", action="append", default=[], help="only the runs of this config (repeatable)")
-    p.add_argument("--out", type=Path, default=REPO / "docs" / "results.md")
+    p.add_argument("--out", type=Path, default=REPO / "docs" / "results.md",
+                   help="the markdown; its figures go to results/ beside it, a folder this script owns "
+                        "(PNGs there that it did not write are removed)")
     p.add_argument("--scores", type=Path, default=REPO / "docs" / "posterior_scores.jsonl",
                    help="point-robot score records of the posterior comparison (skipped when absent)")
     args = p.parse_args(argv)
