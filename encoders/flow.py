@@ -18,7 +18,7 @@ from torch.distributions import Distribution
 from encoders.base import ContextEncoder
 from encoders.gaussian import DEFAULT_MIN_VAR, product_of_gaussians, variance_from_raw
 from encoders.moments import monte_carlo_kl
-from encoders.nets import build_mlp, check_min_var, check_positive_int
+from encoders.nets import build_mlp, check_min_var, check_number, check_positive_int
 from encoders.registry import register_encoder
 
 FLOW_LAYERS = ("spline", "affine_coupling")
@@ -128,10 +128,9 @@ class FlowEncoder(ContextEncoder):
         self.net = build_mlp(context_dim, hidden_sizes, 2 * latent_dim + embed_dim)
         hidden = [check_positive_int("flow_hidden_sizes", size) for size in flow_hidden_sizes]
         check_positive_int("count_bins", count_bins)
-        if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not bound > 0:
-            raise ValueError(f"bound must be a positive number, got {bound!r}")
+        bound = check_number("bound", bound)
         self.flow = nn.ModuleList(
-            transforms.conditional_spline(latent_dim, embed_dim, hidden, count_bins=count_bins, bound=float(bound))
+            transforms.conditional_spline(latent_dim, embed_dim, hidden, count_bins=count_bins, bound=bound)
             if kind == "spline"
             else affine_coupling(latent_dim, embed_dim, hidden)
             for kind in self.layer_kinds

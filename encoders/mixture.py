@@ -15,7 +15,7 @@ from torch.distributions import Distribution
 from encoders.base import ContextEncoder
 from encoders.gaussian import DEFAULT_MIN_VAR, product_of_gaussians, variance_from_raw
 from encoders.moments import monte_carlo_kl
-from encoders.nets import build_mlp, check_min_var, check_positive_int
+from encoders.nets import build_mlp, check_min_var, check_number, check_positive_int
 from encoders.registry import register_encoder
 
 
@@ -92,9 +92,7 @@ class MixtureEncoder(ContextEncoder):
         self.logit_pooling = logit_pooling
         self.kl_samples = check_positive_int("kl_samples", kl_samples)
         self.min_var = check_min_var(min_var)
-        if isinstance(min_std, bool) or not isinstance(min_std, (int, float)) or not min_std >= 0:
-            raise ValueError(f"min_std must be a number >= 0, got {min_std!r}")
-        self.min_std = float(min_std)
+        self.min_std = check_number("min_std", min_std, allow_zero=True)
         self.net = build_mlp(context_dim, hidden_sizes, self.n_components * (2 * latent_dim + 1))
 
     def components(self, context: Tensor) -> tuple[Tensor, Tensor, Tensor]:

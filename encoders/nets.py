@@ -33,11 +33,17 @@ def build_mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int) -> nn.Sequ
     return nn.Sequential(*layers)
 
 
+def check_number(name: str, value: float, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as a float, or raise ``ValueError`` naming ``name`` unless it is a positive
+    number (or zero, with ``allow_zero``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value >= 0 if allow_zero else value > 0):
+        raise ValueError(f"{name} must be a {'number >= 0' if allow_zero else 'positive number'}, got {value!r}")
+    return float(value)
+
+
 def check_min_var(min_var: float) -> float:
     """Return ``min_var`` as a float, or raise ``ValueError`` unless it is positive."""
-    if isinstance(min_var, bool) or not isinstance(min_var, (int, float)) or not min_var > 0:
-        raise ValueError(f"min_var must be a positive number, got {min_var!r}")
-    return float(min_var)
+    return check_number("min_var", min_var)
 
 
 def check_positive_int(name: str, value: int) -> int:
