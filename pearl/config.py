@@ -141,6 +141,11 @@ class TrainConfig:
         choices=("posterior", "prior"),
     )
     num_train_steps_per_itr: int = _field(2000, "gradient steps per iteration", check="nonneg")
+    max_minutes: float | None = _field(
+        None, "wall-clock budget: training ends with the iteration whose collection and updates pass this many "
+        "minutes of training time (iterations' wall clock, evaluation included, summed over resumed segments); "
+        "that iteration evaluates as the last does. null = num_iterations alone ends training", check="positive",
+    )
     replay_buffer_size: int = _field(1_000_000, "RL buffer capacity per task, in transitions", check="positive")
 
 

@@ -453,6 +453,11 @@ def _resume_locked(where: Location, lock: ExitStack, overrides: Sequence[str], t
         raise NothingToResume(f"{path}: the run is complete (iteration {state['iteration']} of "
                               f"{cfg.train.num_iterations}); nothing to resume. To train longer: "
                               "pearl resume RUN --set train.num_iterations=N")
+    budget = cfg.train.max_minutes
+    if budget is not None and float(state["wall_time"]) >= 60.0 * budget:
+        raise NothingToResume(f"{path}: the run has spent its budget ({float(state['wall_time']) / 60:.1f} of "
+                              f"train.max_minutes={budget:g}); nothing to resume. To train longer: "
+                              "pearl resume RUN --set train.max_minutes=M")
     run_id = where.run_id or state.get("run_id") or None
     uri = resolve_tracking_uri(cfg.tracking.tracking_uri)
     if run_id and find_run(uri, run_id) is None:  # checked before anything in the folder moves

@@ -257,7 +257,7 @@ class Trainer:
         metrics = {f"train/{k}": v for k, v in losses.items()}
         metrics["latent/posterior_std"] = metrics.pop("train/posterior_std", float("nan"))
         test = None
-        last = self.iteration + 1 == cfg.train.num_iterations
+        last = self.iteration + 1 == cfg.train.num_iterations or self._over_budget(self.wall_time + t2 - t0)
         if (self.iteration + 1) % cfg.eval.every == 0 or last:
             test = self.evaluate(self.test_tasks)
             metrics.update(test.metrics("eval/test"))
@@ -277,6 +277,15 @@ class Trainer:
         })
         return IterationResult(self.iteration, self.env_steps, metrics, test)
 
+    def _over_budget(self, seconds: float) -> bool:
+        budget = self.cfg.train.max_minutes
+        return budget is not None and seconds >= 60.0 * budget
+
+    @property
+    def done(self) -> bool:
+        """``num_iterations`` reached, or the wall-clock budget ``train.max_minutes`` spent."""
+        return self.iteration >= self.cfg.train.num_iterations or self._over_budget(self.wall_time)
+
     def _check_finite(self, losses: dict[str, float], *, where: str = "") -> None:
         """Stop before a non-finite iteration is logged or checkpointed: the last good checkpoint stays
         the latest. Losses are iteration means, so one NaN step anywhere in the iteration shows."""
@@ -291,8 +300,9 @@ class Trainer:
                 raise TrainingDiverged(f"parameter {name} became non-finite at {itr} (a NaN or Inf gradient reached it)")
 
     def train(self, on_iteration: Callable[[IterationResult], None] | None = None) -> None:
-        """Run to ``num_iterations``, checkpointing on schedule; SIGINT/SIGTERM stop at the next safe point
-        (in the main thread: a Ray Tune trial trains in another, where Python cannot take signals)."""
+        """Run to ``num_iterations`` or the ``max_minutes`` budget, checkpointing on schedule; SIGINT/SIGTERM
+        stop at the next safe point (in the main thread: a Ray Tune trial trains in another, where Python
+        cannot take signals)."""
         cfg = self.cfg
         main_thread = threading.current_thread() is threading.main_thread()
         handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
@@ -309,11 +319,11 @@ class Trainer:
         for s in handlers:
             signal.signal(s, request_stop)
         try:
-            while self.iteration < cfg.train.num_iterations:
+            while not self.done:
                 result = self.run_iteration()
                 if on_iteration is not None:
                     on_iteration(result)
-                last = self.iteration == cfg.train.num_iterations
+                last = self.done
                 if self._stop_signal is not None or last or self.iteration % cfg.tracking.checkpoint_every == 0:
                     self.save()
                 if self._stop_signal is not None and not last:  # on the last iteration: just finish

@@ -204,6 +204,35 @@ def test_resume_of_a_finished_run_does_nothing(reference: dict, capsys: pytest.C
     assert sorted(p.name for p in reference["checkpoints"].iterdir()) == before
 
 
+def test_wall_clock_budget_ends_training_with_an_evaluated_iteration_and_resume_extends_it(
+    tmp_path: Path, template: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """train.max_minutes: the iteration that passes the budget evaluates (eval.every would skip it),
+    the run finishes and checkpoints there; resume refuses a spent budget and takes a larger one."""
+    uri = new_store(tmp_path, template)
+    monkeypatch.chdir(tmp_path)
+    code, _ = pearl("train", str(write_tiny(tmp_path)), *SCHEDULE, "--set", "train.max_minutes=0.000001",
+                    "--set", "eval.every=100", "--set", "tracking.checkpoint_every=100",
+                    "--set", f"tracking.tracking_uri={uri}")
+    assert code == 0
+    run = only_run(uri)
+    assert run.info.status == "FINISHED"
+    got = metrics_of(uri, run.info.run_id)
+    assert max(v for (k, _), v in got.items() if k == "progress/iteration") == 1
+    assert [k for k in got if k[0] == "eval/test/return_adapted"]  # the budget's last iteration evaluated
+    folder = Path(run.data.tags["pearl.checkpoint_dir"])
+    assert [p.name for p in folder.glob("ckpt_*.pt")] == ["ckpt_000001.pt"]
+    capsys.readouterr()
+
+    code, err = pearl("resume", str(folder), "--tracking-uri", uri, capsys=capsys)
+    assert code == 0 and "spent its budget" in err and "train.max_minutes" in err
+    code, _ = pearl("resume", str(folder), "--tracking-uri", uri, "--set", "train.max_minutes=1000", capsys=capsys)
+    assert code == 0
+    got = metrics_of(uri, run.info.run_id)
+    assert max(v for (k, _), v in got.items() if k == "progress/iteration") == 5
+    assert only_run(uri).info.status == "FINISHED"
+
+
 # ----------------------------------------------------------------------------------------------
 # guarded training
 
