@@ -86,6 +86,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
         "iteration": reached and reached["iteration"], "env_steps": reached and reached["env_steps"],
         "train_s": reached and reached["train_s"], "wall_s": reached and reached["wall_s"],
         "best_return_adapted": max((p["return_adapted"] for p in curve), default=None),
+        "eval_every": args.eval_every, "max_seconds": args.max_seconds, "machine": machine(),
         "curve": curve,
     }
 

@@ -317,6 +317,94 @@ def scores_section(groups: dict[str, list[dict]], figure: str) -> list[str]:
     return lines + ["", f"![posterior comparison]({figure})", ""]
 
 
+def read_learning(path: Path) -> dict[str, list[dict]]:
+    """Per-seed records of benchmarks/learning.py (``"seed": "all"`` summaries skipped), grouped by
+    config and overrides; a seed recorded twice keeps its latest record."""
+    groups: dict[str, dict[int, dict]] = {}
+    for line in path.read_text().splitlines():
+        record = json.loads(line) if line.strip() else {}
+        if record.get("benchmark") != "learning":
+            continue
+        seeds = groups.setdefault(_scored(record), {})
+        if record.get("seed") != "all":
+            seeds[record["seed"]] = record
+        else:  # a summary names the machine of the seeds before it that do not
+            for earlier in seeds.values():
+                earlier.setdefault("machine", record.get("machine", {}))
+    return {name: [seeds[s] for s in sorted(seeds)] for name, seeds in groups.items()}
+
+
+def _env_of(config: str) -> str:
+    try:
+        return load_config(REPO / config).env.name
+    except (ConfigError, OSError):
+        return "?"
+
+
+def _at_steps(run: SeedRun, steps: float) -> float:
+    """The adapted return of the run's last evaluation at or before ``steps`` env steps (NaN if none)."""
+    before = np.flatnonzero(run.steps <= steps)
+    return float(run.adapted[before[-1]]) if len(before) else np.nan
+
+
+def plot_learning(records: list[dict], beside: list[Entry], path: Path) -> None:
+    """The recorded learning curves (per seed) against env steps, with the CPU configs of the same env
+    over the same range of env steps (the mean over their seeds)."""
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=80)
+    for r in records:
+        curve = r["curve"]
+        ax.plot([p["env_steps"] for p in curve], [p["return_adapted"] for p in curve], marker="o", ms=3, lw=0.8,
+                label=f"{Path(r['config']).stem}, seed {r['seed']}")
+    last = max(p["env_steps"] for r in records for p in r["curve"])
+    for i, entry in enumerate(beside):
+        steps = sorted({int(s) for run in entry.runs for s in run.steps if s <= last})
+        mean = [np.nanmean([_at_steps(run, s) for run in entry.runs]) for s in steps]
+        ax.plot(steps, mean, color="black", lw=2, ls=("-", "--", ":")[i % 3],
+                label=f"{Path(entry.config).stem}, mean of {len(entry.runs)} seeds")
+    ax.set(xlabel="env steps", ylabel="adapted test return", title="learning curve at equal env steps")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def learning_section(name: str, records: list[dict], beside: list[Entry], figure: str) -> list[str]:
+    """Runs recorded by benchmarks/learning.py (a lent GPU, say): per seed the iterations, env steps,
+    wall clock, final adapted and prior-z return and gradient steps per second, and the CPU configs of
+    the same env read at the same env steps."""
+    machine = records[0].get("machine", {})
+    where = (f"{machine.get('cuda') or 'no GPU'}, {machine.get('cpu_count', '?')} CPU cores, torch "
+             f"{machine.get('torch', '?')} with {machine.get('torch_threads', '?')} thread(s) per run")
+    first = records[0]
+    options = " ".join(f"--{k.replace('_', '-')} {first[k]:g}" for k in ("eval_every", "max_seconds") if k in first)
+    sets = " ".join(f"--set {o}" for o in first.get("overrides", []))
+    lines = [f"## {name}, recorded by benchmarks/learning.py", "",
+             f"Command, per seed: `python benchmarks/learning.py --config {first['config']} --seeds SEED --full "
+             f"--target {first['target']:g} {options} {sets}`".replace("  ", " ")
+             + " (`benchmarks/gpu_paper_scale.sh` runs 3 seeds side by side on one GPU). "
+             f"Machine: {where}.", "",
+             "| seed | iterations | env steps | wall clock (min) | final adapted return | prior-z return | "
+             "gradient steps/s |", "|---|---|---|---|---|---|---|"]
+    for r in records:
+        p = r["curve"][-1]
+        lines.append(f"| {r['seed']} | {p['iteration']} | {p['env_steps']:,} | {_f(p['wall_s'] / 60)} | "
+                     f"**{_f(p['return_adapted'])}** | {_f(p['return_prior'])} | {_f(p['grad_steps_per_s'])} |")
+    finals = [r["curve"][-1] for r in records]
+    lines.append(f"| mean | | | {_f(np.mean([p['wall_s'] for p in finals]) / 60)} | "
+                 f"**{_f(np.mean([p['return_adapted'] for p in finals]))}** | "
+                 f"{_f(np.mean([p['return_prior'] for p in finals]))} | |")
+    steps = min(p["env_steps"] for p in finals)  # the fewest any seed reached
+    mine = [max((p for p in r["curve"] if p["env_steps"] <= steps), key=lambda p: p["env_steps"])["return_adapted"]
+            for r in records]
+    lines += ["", f"At {steps:,} env steps (each run's last evaluation at or before): these runs **{_mean(mine)}** "
+              f"({', '.join(_f(v) for v in mine)})"
+              + "".join(f"; `{e.config}` **{_mean(at)}** ({', '.join(_f(v) for v in at)})"
+                        for e in beside for at in [[_at_steps(run, steps) for run in e.runs]]) + "."]
+    return lines + ["", f"![{name}]({figure})", ""]
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tracking-uri", required=True, help="the MLflow store holding the runs")
@@ -326,6 +414,9 @@ def main(argv: list[str] | None = None) -> None:
                         "(PNGs there that it did not write are removed)")
     p.add_argument("--scores", type=Path, default=REPO / "docs" / "posterior_scores.jsonl",
                    help="point-robot score records of the posterior comparison (skipped when absent)")
+    p.add_argument("--learning", type=Path, action="append", default=None,
+                   help="learning-curve records of benchmarks/learning.py to draw beside the runs of the same env "
+                        "(repeatable; default docs/paper_scale_gpu.jsonl, skipped when absent)")
     args = p.parse_args(argv)
     entries = read_entries(args.tracking_uri, args.config)
     if not entries:
@@ -346,6 +437,14 @@ def main(argv: list[str] | None = None) -> None:
         groups = read_scores(args.scores)
         plot_scores(groups, written[-1])
         lines += scores_section(groups, written[-1].relative_to(args.out.parent).as_posix())
+    for source in args.learning if args.learning is not None else [REPO / "docs" / "paper_scale_gpu.jsonl"]:
+        if not source.is_file():
+            continue
+        for i, (name, records) in enumerate(read_learning(source).items()):
+            beside = [e for e in entries if e.env == _env_of(records[0]["config"]) and not e.overrides]
+            written.append(figures / f"{source.stem}_{i}.png")
+            plot_learning(records, beside, written[-1])
+            lines += learning_section(name, records, beside, written[-1].relative_to(args.out.parent).as_posix())
     for stale in set(figures.glob("*.png")) - set(written):  # the figures folder is this script's own
         stale.unlink()
     args.out.write_text("\n".join(lines))

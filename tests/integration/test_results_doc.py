@@ -28,7 +28,8 @@ def test_results_tables_and_plots_come_from_the_runs(tmp_path: Path, tiny_config
     stale = out.parent / "results" / "an_entry_renamed_since.png"  # its slug changed with today's config
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"png")
-    results.main(["--tracking-uri", uri, "--out", str(out), "--scores", str(tmp_path / "no_scores.jsonl")])
+    results.main(["--tracking-uri", uri, "--out", str(out), "--scores", str(tmp_path / "no_scores.jsonl"),
+                  "--learning", str(tmp_path / "no_learning.jsonl")])
     text = out.read_text()
     assert "## `experiments/tiny.yaml` with `algo.kl_lambda=0.5`" in text  # both seeds in one entry
     assert "`pearl train experiments/tiny.yaml --set seed=SEED --set algo.kl_lambda=0.5`" in text
@@ -85,3 +86,42 @@ def test_the_posterior_comparison_comes_from_the_score_records(tmp_path: Path) -
     assert "| `experiments/posteriors/mixture.yaml` | 0; diverged: 1 | **0.70** (0.70) |" in text  # counted, not dropped
     assert "| 0.25, 3.50, – |" in text and "| 0.25, 3.50, 1.50 |" in text  # modes only for the mixture
     assert figure.stat().st_size > 1000
+
+
+def test_learning_records_are_read_beside_the_runs_of_the_same_env_at_equal_env_steps(tmp_path: Path) -> None:
+    """benchmarks/learning.py records (a GPU run, say) -> a table per seed, and each beside-entry read at the
+    fewest env steps any recorded seed reached; the summary line's machine fills the seeds that lack one."""
+    import json
+
+    import numpy as np
+
+    def point(it: int, steps: int, ret: float) -> dict:
+        return {"iteration": it, "env_steps": steps, "train_s": 60.0 * it, "wall_s": 66.0 * it,
+                "return_adapted": ret, "return_prior": -200.0, "grad_steps_per_s": 80.0}
+
+    rows = [{"benchmark": "learning", "config": "experiments/paper/cheetah_vel.yaml", "overrides": ["device=cuda"],
+             "seed": 0, "target": 0.0, "curve": [point(2, 210, -250.0), point(4, 220, -150.0)]},
+            {"benchmark": "learning", "config": "experiments/paper/cheetah_vel.yaml", "overrides": ["device=cuda"],
+             "seed": 1, "target": 0.0, "curve": [point(2, 210, -230.0), point(4, 220, -130.0), point(6, 230, -90.0)]},
+            {"benchmark": "learning", "seed": "all", "config": "experiments/paper/cheetah_vel.yaml",
+             "overrides": ["device=cuda"], "machine": {"cuda": "GPU-X", "cpu_count": 16, "torch": "2.x", "torch_threads": 2}}]
+    source = tmp_path / "learning.jsonl"
+    source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (name, records), = results.read_learning(source).items()
+    assert [r["seed"] for r in records] == [0, 1] and records[1]["machine"]["cuda"] == "GPU-X"
+
+    def seed_run(seed: int, adapted: list[float]) -> results.SeedRun:
+        return results.SeedRun(run_id=str(seed), seed=seed, status="FINISHED", machine="cpu",
+                               steps=np.array([100, 200, 225]), adapted=np.array(adapted), minutes=np.array([1., 2., 3.]),
+                               prior=-200.0, success=None, episodes=np.array([-200.0, -60.0]), episode_success=None,
+                               iterations=3)
+    fast = results.Entry("experiments/cheetah_vel_fast.yaml", "", "cheetah-vel",
+                         [seed_run(0, [-200.0, -80.0, -10.0]), seed_run(1, [-180.0, -60.0, -20.0])])
+    text = "\n".join(results.learning_section(name, records, [fast], "results/x.png"))
+    assert "| 1 | 6 | 230 | 6.6 | **-90.0** | -200.0 | 80.0 |" in text
+    assert "Machine: GPU-X, 16 CPU cores" in text
+    # at 220 env steps: the recorded seeds' last evaluations -150, -130; the fast runs' evaluations at 200
+    assert "At 220 env steps (each run's last evaluation at or before): these runs **-140.0** (-150.0, -130.0); " \
+           "`experiments/cheetah_vel_fast.yaml` **-70.0** (-80.0, -60.0)." in text
+    results.plot_learning(records, [fast], tmp_path / "x.png")
+    assert (tmp_path / "x.png").stat().st_size > 1000
