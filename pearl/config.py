@@ -95,6 +95,11 @@ class AlgoConfig:
         None, "the context sees the env's sparse reward, the critic the dense one; null = as the task family "
         "defines it (true for sparse-point-robot), and a value that contradicts the family is refused"
     )
+    critic_reward: str = _field(
+        "dense", "the reward the critic learns from on a sparse task: 'dense' (the paper's: the env's dense "
+        "reward) or 'sparse' (the one the context sees; a critic that cannot score near misses gives a "
+        "policy no reason to hedge between candidate goals)", choices=("dense", "sparse"),
+    )
     autocast_bf16: bool = _field(
         False, "run the policy, Q and V matmuls in bfloat16 (torch.autocast; output layers, losses, encoder and "
         "optimiser stay float32): faster on CPUs with AVX512-BF16/AMX and on recent GPUs (benchmarks/README.md)"
@@ -430,6 +435,9 @@ def _validate(cfg: ExperimentConfig, where: str, *, check_registries: bool) -> N
             f"{where}: env.name: expected a registered task family ({', '.join(sorted(families))}), got {cfg.env.name!r}"
         )
     sparse = families[cfg.env.name].sparse_reward
+    if cfg.algo.critic_reward == "sparse" and not sparse:
+        raise ConfigError(f"{where}: algo.critic_reward: 'sparse' needs a task family with a sparse reward; "
+                          f"{cfg.env.name!r} has none")
     if cfg.algo.sparse_rewards is not None and cfg.algo.sparse_rewards != sparse:
         kind = "a sparse reward, which the context sees" if sparse else "no sparse reward"
         raise ConfigError(

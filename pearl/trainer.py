@@ -216,6 +216,8 @@ class Trainer:
         for step in range(n_steps):
             task_ids = self.rng.integers(0, self.n_train, a.meta_batch)
             batch = self.rl_buffer.sample(task_ids, a.batch_size, self.rng, device=self.device)
+            if a.critic_reward == "sparse":
+                batch = batch._replace(rewards=batch.sparse_rewards)
             context = self._context(task_ids)
             try:
                 out = self.learner.update(batch, context)

@@ -41,3 +41,63 @@ def test_the_context_sees_sparse_rewards_the_critic_dense_ones(tiny_config_dict:
     for split in ("test", "train"):
         assert metrics[f"eval/{split}/return_adapted"] >= 0  # summed sparse rewards; a dense return is < 0
         assert 0 <= metrics[f"eval/{split}/success_adapted"] <= 1 and f"eval/{split}/success_prior" in metrics
+
+
+def test_critic_reward_sparse_gives_the_critic_the_rewards_the_context_sees(tiny_config_dict: dict) -> None:
+    tiny_config_dict["env"]["name"] = "sparse-point-robot"
+    tiny_config_dict["train"]["num_iterations"] = 1
+    tiny_config_dict["algo"]["critic_reward"] = "sparse"
+    cfg = config_from_dict(tiny_config_dict, "tiny")
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []  # (the critic's rewards, the batch's sparse rewards)
+    with runs.start(cfg) as run:
+        learner = run.trainer.learner
+        update = learner.update
+
+        def recording_update(batch, context: torch.Tensor):
+            seen.append((batch.rewards.clone(), batch.sparse_rewards.clone()))
+            return update(batch, context)
+
+        learner.update = recording_update
+        assert run.train().status == "FINISHED"
+    assert seen and all(torch.equal(r, s) for r, s in seen)
+    assert all(torch.all((r == 0) | (r > 0.8)) for r, _ in seen)  # sparse: never a dense -distance
+
+
+def test_critic_reward_sparse_is_refused_on_a_family_without_a_sparse_reward(tiny_config_dict: dict) -> None:
+    import pytest
+
+    from pearl.config import ConfigError
+
+    tiny_config_dict["algo"]["critic_reward"] = "sparse"
+    with pytest.raises(ConfigError, match="algo.critic_reward: 'sparse' needs a task family with a sparse reward"):
+        config_from_dict(tiny_config_dict, "tiny")
+
+
+def test_the_sparse_meta_test_diagnosis_follows_the_tasks_not_yet_solved(
+    tiny_config_dict: dict, capsys, monkeypatch
+) -> None:
+    """benchmarks/sparse_meta_test.py: one line per meta-test episode, the count of meta-tests whose goal
+    no earlier episode found never grows, and the summary counts what the episodes found."""
+    import json
+
+    from tests.conftest import REPO
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import sparse_meta_test
+
+    tiny_config_dict["env"]["name"] = "sparse-point-robot"
+    tiny_config_dict["train"]["num_iterations"] = 1
+    tiny_config_dict["eval"].update(num_episodes=4, num_exp_traj_eval=2)
+    with runs.start(config_from_dict(tiny_config_dict, "tiny")) as run:
+        run.train()
+        folder = run.trainer.checkpoint_dir
+    capsys.readouterr()
+    sparse_meta_test.main([str(folder), "--runs", "2"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    episodes, summary = lines[:-1], lines[-1]
+    assert [x["episode"] for x in episodes] == [0, 1, 2, 3] and [x["z"] for x in episodes] == ["prior"] * 2 + ["posterior"] * 2
+    open_ = [x["not_found_before"] for x in episodes]
+    assert open_[0] == summary["meta_tests"] and all(a >= b for a, b in zip(open_, open_[1:]))
+    assert all(0 <= x["success"] <= 1 for x in episodes)
+    assert episodes[0]["their_posterior_std"] is None
+    assert summary["never_found"] <= open_[-1] and summary["found_while_exploring"] == summary["meta_tests"] - open_[2]

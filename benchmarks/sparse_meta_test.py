@@ -1,0 +1,92 @@
+"""Where a trained sparse-point-robot agent's meta-test falls short: episode by episode, the tasks
+whose goal no earlier episode has found, and where their episodes end.
+
+Runs the meta-test (the run's own protocol: 20 episodes, the first 5 with z from the prior) on every
+test task ``--runs`` times and prints, per episode: the success rate over all meta-tests; how many
+have not found their goal in any earlier episode, their success in this episode, the distance from
+the origin at which their episodes end (goals lie on the unit half-circle, inside radius 0.2 counts)
+and the posterior's standard deviation (mean over latent dims) that their z was drawn from. An
+episode that ends well inside the circle cannot find a goal, whatever its direction. Usage::
+
+    python benchmarks/sparse_meta_test.py RUN            # a run id (with --tracking-uri) or a checkpoint folder
+    python benchmarks/sparse_meta_test.py results/checkpoints/<run id> --runs 3
+
+Prints one JSON line per episode, then a summary line (``"episode": "all"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+import torch
+
+from common import emit
+
+from pearl.evaluation import Adaptation, in_groups
+from pearl.runs import load_run
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("run", help="run id, checkpoint folder or checkpoint file")
+    p.add_argument("--tracking-uri", default=None, help="the MLflow store that holds RUN (for a run id)")
+    p.add_argument("--runs", type=int, default=3, help="meta-tests per test task")
+    p.add_argument("--seed", type=int, default=0, help="seeds torch and numpy before the meta-tests")
+    return p.parse_args(argv)
+
+
+def _posterior_std(agent, contexts: list[torch.Tensor]) -> np.ndarray:
+    """[K] mean standard deviation of q(z|c_k) over latent dims (NaN where the posterior has none)."""
+    out = np.full(len(contexts), np.nan)
+    with torch.no_grad():
+        for k, context in enumerate(contexts):
+            try:
+                out[k] = float(agent.posterior(context[None]).stddev.mean())
+            except (NotImplementedError, AttributeError):
+                pass
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    loaded = load_run(args.run, tracking_uri=args.tracking_uri, overrides=["num_threads=1"])
+    trainer, cfg = loaded.trainer, loaded.cfg
+    if not trainer.tasks.has_success:
+        sys.exit(f"{cfg.env.name} has no success criterion; this diagnosis is for sparse-point-robot")
+    n_episodes, n_explore = cfg.eval.num_episodes, cfg.eval.num_exp_traj_eval
+    rows = np.repeat(np.asarray(trainer.test_tasks), args.runs, axis=0)
+    success = np.zeros((len(rows), n_episodes), bool)
+    radius, std = np.full((len(rows), n_episodes), np.nan), np.full((len(rows), n_episodes), np.nan)
+    for start, group in in_groups(rows, len(trainer.collector.envs)):
+        adaptation = Adaptation(trainer.agent, trainer.collector, group, num_exp_traj_eval=n_explore,
+                                use_next_obs=cfg.encoder.use_next_obs, sparse_rewards=trainer.sparse_rewards)
+        rows_here = slice(start, start + len(group))
+        for e in range(n_episodes):
+            if e >= n_explore:
+                std[rows_here, e] = _posterior_std(trainer.agent, adaptation.contexts())
+            ro, first = adaptation.run_episode(trainer.collector.max_path_length, deterministic=True)
+            last = first.sum(axis=1) - 1  # [K] the last step of each slot's first episode
+            end = ro.next_observations[np.arange(len(group)), last, :2]
+            radius[rows_here, e] = np.linalg.norm(end, axis=1)
+            success[rows_here, e] = (ro.successes[..., 0] * first).max(axis=1) > 0
+    for e in range(n_episodes):
+        open_ = ~success[:, :e].any(axis=1)  # no earlier episode found the goal
+        emit({"episode": e, "z": "prior" if e < n_explore else "posterior", "success": round(success[:, e].mean(), 3),
+              "not_found_before": int(open_.sum()),
+              "their_success": round(success[open_, e].mean(), 3) if open_.any() else None,
+              "their_end_radius": round(float(np.mean(radius[open_, e])), 3) if open_.any() else None,
+              "their_posterior_std": round(float(np.nanmean(std[open_, e])), 3) if open_.any() and e >= n_explore else None})
+    never = ~success.any(axis=1)
+    emit({"episode": "all", "run": loaded.title, "meta_tests": len(rows), "never_found": int(never.sum()),
+          "found_while_exploring": int(success[:, :n_explore].any(axis=1).sum()),
+          "end_radius_of_never_found_posterior_episodes": round(float(radius[never, n_explore:].mean()), 3)
+          if never.any() else None,
+          "end_radius_of_exploring_episodes": round(float(radius[:, :n_explore].mean()), 3)})
+
+
+if __name__ == "__main__":
+    main()
