@@ -405,6 +405,40 @@ def learning_section(name: str, records: list[dict], beside: list[Entry], figure
     return lines + ["", f"![{name}]({figure})", ""]
 
 
+def diagnoses_section(path: Path, entries: list[Entry]) -> list[str]:
+    """The sparse meta-tests of benchmarks/sparse_meta_test.py, a row per run (the latest record of each),
+    named by the entry that holds the run."""
+    records = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            record = json.loads(line)
+            records[record["run_id"]] = record
+    owner = {run.run_id: (e, run) for e in entries for run in e.runs}
+    lines = ["## Sparse point robot: where the meta-test falls short", "",
+             "Command, per run: `python benchmarks/sparse_meta_test.py RUN --runs 3 --out docs/sparse_meta_test.jsonl` "
+             "(3 meta-tests of each test task, 20 episodes, the first 5 with z from the prior). A meta-test finds its "
+             "goal while exploring, later (in a posterior episode), or never. Goals lie on the unit half-circle and "
+             "count within 0.2, so an episode that ends well inside the circle cannot find one; the radius is the "
+             "episode's final distance from the origin, and the posterior's standard deviation (mean over latent "
+             "dims) is read at the first and the last posterior episode of the meta-tests that never find it. For "
+             "those: the closest their posterior episodes came to the goal (0.2 would have found it) and the span "
+             "of those episodes' final directions.", "",
+             "| run | seed | iteration | success, last episode | found exploring / later / never | "
+             "end radius: exploring, never-found posterior episodes | posterior std, never found: first, last | "
+             "never found: closest, direction span |", "|---|---|---|---|---|---|---|---|"]
+    for run_id, r in records.items():
+        entry, run = owner.get(run_id, (None, None))
+        name = (f"`{Path(entry.config).stem}`" + (f" `{entry.overrides}`" if entry.overrides else "")) if entry else run_id[:8]
+        std = r.get("posterior_std_of_never_found") or []
+        lines.append(f"| {name} | {run.seed if run else '–'} | {r['iteration']} | **{r['success_last']:.2f}** | "
+                     f"{r['found_while_exploring']} / {r['found_later']} / {r['never_found']} of {r['meta_tests']} | "
+                     f"{_f(r['end_radius_of_exploring_episodes'], 2)}, "
+                     f"{_f(r['end_radius_of_never_found_posterior_episodes'], 2)} | "
+                     f"{', '.join(_f(v, 2) for v in std) or '–'} | {_f(r.get('closest_to_goal_of_never_found'), 2)}, "
+                     f"{_f(r.get('direction_span_of_never_found_deg'), 0)}° |")
+    return lines + [""]
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tracking-uri", required=True, help="the MLflow store holding the runs")
@@ -417,6 +451,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--learning", type=Path, action="append", default=None,
                    help="learning-curve records of benchmarks/learning.py to draw beside the runs of the same env "
                         "(repeatable; default docs/paper_scale_gpu.jsonl, skipped when absent)")
+    p.add_argument("--diagnoses", type=Path, default=REPO / "docs" / "sparse_meta_test.jsonl",
+                   help="sparse meta-test records of benchmarks/sparse_meta_test.py (skipped when absent)")
     args = p.parse_args(argv)
     entries = read_entries(args.tracking_uri, args.config)
     if not entries:
@@ -445,6 +481,8 @@ def main(argv: list[str] | None = None) -> None:
             written.append(figures / f"{source.stem}_{i}.png")
             plot_learning(records, beside, written[-1])
             lines += learning_section(name, records, beside, written[-1].relative_to(args.out.parent).as_posix())
+    if args.diagnoses.is_file():
+        lines += diagnoses_section(args.diagnoses, entries)
     for stale in set(figures.glob("*.png")) - set(written):  # the figures folder is this script's own
         stale.unlink()
     args.out.write_text("\n".join(lines))

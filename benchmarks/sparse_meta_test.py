@@ -6,7 +6,9 @@ test task ``--runs`` times and prints, per episode: the success rate over all me
 have not found their goal in any earlier episode, their success in this episode, the distance from
 the origin at which their episodes end (goals lie on the unit half-circle, inside radius 0.2 counts)
 and the posterior's standard deviation (mean over latent dims) that their z was drawn from. An
-episode that ends well inside the circle cannot find a goal, whatever its direction. Usage::
+episode that ends well inside the circle cannot find a goal, whatever its direction. The summary adds,
+for the meta-tests that never find their goal, how close their posterior episodes came to it and how
+widely their final directions spread. Usage::
 
     python benchmarks/sparse_meta_test.py RUN            # a run id (with --tracking-uri) or a checkpoint folder
     python benchmarks/sparse_meta_test.py results/checkpoints/<run id> --runs 3
@@ -17,7 +19,9 @@ Prints one JSON line per episode, then a summary line (``"episode": "all"``).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,6 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tracking-uri", default=None, help="the MLflow store that holds RUN (for a run id)")
     p.add_argument("--runs", type=int, default=3, help="meta-tests per test task")
     p.add_argument("--seed", type=int, default=0, help="seeds torch and numpy before the meta-tests")
+    p.add_argument("--out", type=Path, default=None,
+                   help="append the summary line to this JSON-lines file (docs/sparse_meta_test.jsonl is drawn "
+                        "in docs/results.md by benchmarks/results.py)")
     return p.parse_args(argv)
 
 
@@ -55,12 +62,14 @@ def main(argv: list[str] | None = None) -> None:
     np.random.seed(args.seed)
     loaded = load_run(args.run, tracking_uri=args.tracking_uri, overrides=["num_threads=1"])
     trainer, cfg = loaded.trainer, loaded.cfg
-    if not trainer.tasks.has_success:
-        sys.exit(f"{cfg.env.name} has no success criterion; this diagnosis is for sparse-point-robot")
+    if cfg.env.name != "sparse-point-robot":
+        sys.exit(f"the run trained {cfg.env.name}; this diagnosis is for sparse-point-robot")
     n_episodes, n_explore = cfg.eval.num_episodes, cfg.eval.num_exp_traj_eval
     rows = np.repeat(np.asarray(trainer.test_tasks), args.runs, axis=0)
     success = np.zeros((len(rows), n_episodes), bool)
     radius, std = np.full((len(rows), n_episodes), np.nan), np.full((len(rows), n_episodes), np.nan)
+    angle, closest = np.full((len(rows), n_episodes), np.nan), np.full((len(rows), n_episodes), np.nan)
+    goals = rows[:, :2]  # a sparse-point-robot task is its goal position
     for start, group in in_groups(rows, len(trainer.collector.envs)):
         adaptation = Adaptation(trainer.agent, trainer.collector, group, num_exp_traj_eval=n_explore,
                                 use_next_obs=cfg.encoder.use_next_obs, sparse_rewards=trainer.sparse_rewards)
@@ -72,6 +81,9 @@ def main(argv: list[str] | None = None) -> None:
             last = first.sum(axis=1) - 1  # [K] the last step of each slot's first episode
             end = ro.next_observations[np.arange(len(group)), last, :2]
             radius[rows_here, e] = np.linalg.norm(end, axis=1)
+            angle[rows_here, e] = np.degrees(np.arctan2(end[:, 1], end[:, 0]))
+            gap = np.linalg.norm(ro.next_observations[..., :2] - goals[rows_here, None, :], axis=-1)  # [K, T]
+            closest[rows_here, e] = np.where(first, gap, np.inf).min(axis=1)
             success[rows_here, e] = (ro.successes[..., 0] * first).max(axis=1) > 0
     for e in range(n_episodes):
         open_ = ~success[:, :e].any(axis=1)  # no earlier episode found the goal
@@ -81,11 +93,25 @@ def main(argv: list[str] | None = None) -> None:
               "their_end_radius": round(float(np.mean(radius[open_, e])), 3) if open_.any() else None,
               "their_posterior_std": round(float(np.nanmean(std[open_, e])), 3) if open_.any() and e >= n_explore else None})
     never = ~success.any(axis=1)
-    emit({"episode": "all", "run": loaded.title, "meta_tests": len(rows), "never_found": int(never.sum()),
-          "found_while_exploring": int(success[:, :n_explore].any(axis=1).sum()),
-          "end_radius_of_never_found_posterior_episodes": round(float(radius[never, n_explore:].mean()), 3)
-          if never.any() else None,
-          "end_radius_of_exploring_episodes": round(float(radius[:, :n_explore].mean()), 3)})
+    summary = {
+        "episode": "all", "run": loaded.title, "run_id": loaded.run_id, "iteration": loaded.iteration,
+        "meta_tests": len(rows), "success_last": round(float(success[:, -1].mean()), 3),
+        "found_while_exploring": int(success[:, :n_explore].any(axis=1).sum()),
+        "found_later": int((~success[:, :n_explore].any(axis=1) & ~never).sum()), "never_found": int(never.sum()),
+        "end_radius_of_exploring_episodes": round(float(radius[:, :n_explore].mean()), 3),
+        "end_radius_of_never_found_posterior_episodes": round(float(radius[never, n_explore:].mean()), 3)
+        if never.any() else None,
+        "closest_to_goal_of_never_found": round(float(closest[never, n_explore:].min(axis=1).mean()), 3)
+        if never.any() else None,
+        "direction_span_of_never_found_deg": round(float(np.ptp(angle[never, n_explore:], axis=1).mean()), 1)
+        if never.any() else None,
+        "posterior_std_of_never_found": [round(float(np.nanmean(std[never, e])), 3) for e in (n_explore, n_episodes - 1)]
+        if never.any() else None,
+    }
+    emit(summary)
+    if args.out is not None:
+        with args.out.open("a") as f:
+            f.write(json.dumps(summary) + "\n")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def test_results_tables_and_plots_come_from_the_runs(tmp_path: Path, tiny_config
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"png")
     results.main(["--tracking-uri", uri, "--out", str(out), "--scores", str(tmp_path / "no_scores.jsonl"),
-                  "--learning", str(tmp_path / "no_learning.jsonl")])
+                  "--learning", str(tmp_path / "no_learning.jsonl"), "--diagnoses", str(tmp_path / "none.jsonl")])
     text = out.read_text()
     assert "## `experiments/tiny.yaml` with `algo.kl_lambda=0.5`" in text  # both seeds in one entry
     assert "`pearl train experiments/tiny.yaml --set seed=SEED --set algo.kl_lambda=0.5`" in text
@@ -125,3 +125,30 @@ def test_learning_records_are_read_beside_the_runs_of_the_same_env_at_equal_env_
            "`experiments/cheetah_vel_fast.yaml` **-70.0** (-80.0, -60.0)." in text
     results.plot_learning(records, [fast], tmp_path / "x.png")
     assert (tmp_path / "x.png").stat().st_size > 1000
+
+
+def test_sparse_diagnoses_are_rows_named_by_the_entry_of_their_run(tmp_path: Path) -> None:
+    """docs/sparse_meta_test.jsonl -> a row per run (its latest record), named by config, overrides and seed."""
+    import json
+
+    import numpy as np
+
+    run = results.SeedRun(run_id="abc123456", seed=2, status="FINISHED", machine="cpu", steps=np.array([10]),
+                          adapted=np.array([5.0]), minutes=np.array([1.0]), prior=1.0, success=0.5,
+                          episodes=np.array([1.0]), episode_success=np.array([0.5]), iterations=120)
+    entry = results.Entry("experiments/sparse_point_robot_fast.yaml", "algo.critic_reward=sparse",
+                          "sparse-point-robot", [run])
+
+    def record(run_id: str, success: float) -> dict:
+        return {"run_id": run_id, "iteration": 120, "meta_tests": 60, "success_last": success,
+                "found_while_exploring": 26, "found_later": 14, "never_found": 20,
+                "end_radius_of_exploring_episodes": 0.923, "end_radius_of_never_found_posterior_episodes": 0.745,
+                "posterior_std_of_never_found": [0.267, 0.141], "closest_to_goal_of_never_found": 0.366,
+                "direction_span_of_never_found_deg": 95.0}
+    path = tmp_path / "diagnoses.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [record("abc123456", 0.1), record("abc123456", 0.65),
+                                                       record("gone98765", 0.3)]) + "\n")
+    text = "\n".join(results.diagnoses_section(path, [entry]))
+    assert ("| `sparse_point_robot_fast` `algo.critic_reward=sparse` | 2 | 120 | **0.65** | 26 / 14 / 20 of 60 | "
+            "0.92, 0.74 | 0.27, 0.14 | 0.37, 95° |") in text
+    assert "| gone9876 | – | 120 | **0.30** |" in text and "**0.10**" not in text

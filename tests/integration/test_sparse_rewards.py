@@ -74,7 +74,7 @@ def test_critic_reward_sparse_is_refused_on_a_family_without_a_sparse_reward(tin
 
 
 def test_the_sparse_meta_test_diagnosis_follows_the_tasks_not_yet_solved(
-    tiny_config_dict: dict, capsys, monkeypatch
+    tiny_config_dict: dict, capsys, monkeypatch, tmp_path
 ) -> None:
     """benchmarks/sparse_meta_test.py: one line per meta-test episode, the count of meta-tests whose goal
     no earlier episode found never grows, and the summary counts what the episodes found."""
@@ -92,7 +92,7 @@ def test_the_sparse_meta_test_diagnosis_follows_the_tasks_not_yet_solved(
         run.train()
         folder = run.trainer.checkpoint_dir
     capsys.readouterr()
-    sparse_meta_test.main([str(folder), "--runs", "2"])
+    sparse_meta_test.main([str(folder), "--runs", "2", "--out", str(tmp_path / "diagnoses.jsonl")])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     episodes, summary = lines[:-1], lines[-1]
     assert [x["episode"] for x in episodes] == [0, 1, 2, 3] and [x["z"] for x in episodes] == ["prior"] * 2 + ["posterior"] * 2
@@ -101,3 +101,5 @@ def test_the_sparse_meta_test_diagnosis_follows_the_tasks_not_yet_solved(
     assert all(0 <= x["success"] <= 1 for x in episodes)
     assert episodes[0]["their_posterior_std"] is None
     assert summary["never_found"] <= open_[-1] and summary["found_while_exploring"] == summary["meta_tests"] - open_[2]
+    assert summary["found_while_exploring"] + summary["found_later"] + summary["never_found"] == summary["meta_tests"]
+    assert json.loads((tmp_path / "diagnoses.jsonl").read_text()) == summary
