@@ -34,8 +34,8 @@ _LOCK_NAME = ".lock"
 # end, what is evaluated and how often, where results go, the device. Anything else (networks,
 # learning rates, the task split, buffer sizes, the seed) would be silently ignored or break the run.
 RESUME_MAY_CHANGE = (
-    "train.num_iterations", "train.max_minutes", "eval.every", "eval.num_episodes", "eval.num_exp_traj_eval", "eval.n_test_tasks",
-    "eval.latent_every", "eval.deterministic_episodes",
+    "train.num_iterations", "train.max_minutes", "eval.every", "eval.num_episodes", "eval.num_exp_traj_eval",
+    "eval.n_test_tasks", "eval.latent_every", "eval.deterministic_episodes",
     "tracking.", "device", "num_threads",
 )
 

@@ -88,7 +88,10 @@ def _progress_bar(trainer: Any) -> tuple[Any, Callable[[Any], None]]:
         m = result.metrics
         if "eval/test/return_adapted" in m:
             shown["test_return"] = f"{m['eval/test/return_adapted']:.2f}"
-        bar.set_postfix({"steps": result.env_steps, "s/it": f"{m['time/iteration_s']:.1f}", **shown}, refresh=False)
+        budget = trainer.cfg.train.max_minutes  # the bar counts iterations; a budget may end the run first
+        clock = {"min": f"{m['time/total_s'] / 60:.1f}/{budget:g}"} if budget is not None else {}
+        bar.set_postfix({"steps": result.env_steps, "s/it": f"{m['time/iteration_s']:.1f}", **clock, **shown},
+                        refresh=False)
         bar.update(1)
 
     return bar, update
