@@ -57,6 +57,8 @@ def test_experiments_exist() -> None:
         ({"algo": {"klambda": 1}}, "algo.klambda", "unknown key"),
         ({"bogus": 1}, "bogus", "unknown key"),
         ({"train": {"num_steps_prior": -5}}, "train.num_steps_prior", ">= 0"),
+        ({"train": {"max_minutes": 0}}, "train.max_minutes", "> 0"),
+        ({"algo": {"critic_reward": "shaped"}}, "algo.critic_reward", "'dense'"),
         ({"algo": {"hidden_sizes": [64, "x"]}}, "algo.hidden_sizes[1]", "an integer"),
         ({"env": {"name": "no-such-env"}}, "env.name", "point-robot"),
         ({"encoder": {"name": "no-such-encoder"}}, "encoder.name", "mlp"),
