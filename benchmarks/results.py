@@ -108,11 +108,9 @@ def read_entries(uri: str, configs: list[str]) -> list[Entry]:
             if not config or (configs and config not in configs) or ADAPTED not in metrics:
                 continue
             setting = {k: v for k, v in run.data.params.items() if not k.startswith(NOT_SETTINGS)}
-            key = (config, tuple(sorted(setting.items())))
-            if key not in entries:
-                entries[key] = Entry(config, _overrides(config, setting, tags.get("pearl.overrides", "")),
-                                     setting.get("env.name", "?"))
-            entry = entries[key]
+            # grouped by what differs from today's file: a run logged before a key existed has its default
+            overrides = _overrides(config, setting, tags.get("pearl.overrides", ""))
+            entry = entries.setdefault((config, overrides), Entry(config, overrides, setting.get("env.name", "?")))
             adapted, total = _history(client, run.info.run_id, ADAPTED), _history(client, run.info.run_id, TOTAL_S)
             steps = np.array(sorted(adapted))
             n_episodes = len([k for k in metrics if k.startswith("eval/test/return_episode_")])
@@ -224,7 +222,8 @@ def summary(entries: list[Entry]) -> list[str]:
                     "wall clock of training; a seed that has not trained that long is left out (– when none has). "
                     "The other columns average the finished seeds (all seeds while none has finished). "
                     "Minutes are training wall clock on the machine named in each section, often shared with a "
-                    "second run.", ""]
+                    "second run. Paper: a figure only where one can be read without the paper's plotted data "
+                    "(the other families are curves in its Figure 3).", ""]
 
 
 def _seeds(entry: Entry) -> str:

@@ -152,3 +152,24 @@ def test_sparse_diagnoses_are_rows_named_by_the_entry_of_their_run(tmp_path: Pat
     assert ("| `sparse_point_robot_fast` `algo.critic_reward=sparse` | 2 | 120 | **0.65** | 26 / 14 / 20 of 60 | "
             "0.92, 0.74 | 0.27, 0.14 | 0.37, 95° |") in text
     assert "| gone9876 | – | 120 | **0.30** |" in text and "**0.10**" not in text
+
+
+def test_a_run_logged_before_a_key_existed_joins_the_entry_of_its_config(tmp_path: Path) -> None:
+    """Entries group runs by what differs from today's config file: a run whose params lack a key added
+    since (it trained with the key's default) sits beside the newer runs of the same config."""
+    from pearl.config import flatten, load_config
+
+    config = "experiments/quickstart.yaml"
+    params = {k: str(v) for k, v in flatten(load_config(REPO / config).to_dict()).items()}
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("e")
+    for seed, drop in ((0, "algo.critic_reward"), (1, None)):
+        run = client.create_run(experiment, tags={"pearl.config": config})
+        for key, value in params.items():
+            if key != drop:
+                client.log_param(run.info.run_id, key, value if key != "seed" else str(seed))
+        client.log_metric(run.info.run_id, "eval/test/return_adapted", -10.0 - seed, step=100)
+        client.log_metric(run.info.run_id, "time/total_s", 60.0, step=100)
+        client.set_terminated(run.info.run_id)
+    (entry,) = results.read_entries(f"sqlite:///{tmp_path / 'mlflow.db'}", [])
+    assert entry.overrides == "" and [r.seed for r in entry.runs] == [0, 1]
