@@ -93,8 +93,10 @@ def _overrides(config: str, setting: dict[str, str], recorded: str) -> str:
     except (ConfigError, OSError):
         return " ".join(o for o in recorded.split() if not o.startswith(("seed=", "tracking.")))
     yaml_value = {"None": "null", "True": "true", "False": "false"}
+    # a key absent from today's file was renamed since (and is upgraded on load), unless it is one of the
+    # encoder's free-form kwargs
     return " ".join(f"{k}={yaml_value.get(v, v).replace(' ', '')}" for k, v in sorted(setting.items())
-                    if k in today and today[k] != v)  # a key renamed since is upgraded on load
+                    if today.get(k, v) != v or (k not in today and k.startswith("encoder.kwargs.")))
 
 
 def read_entries(uri: str, configs: list[str]) -> list[Entry]:

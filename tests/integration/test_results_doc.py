@@ -55,6 +55,9 @@ def test_an_entry_names_the_settings_that_differ_from_todays_config_file() -> No
                                                                        "algo.hidden_sizes=[8, 8]"]).to_dict()).items()}
     setting = {k: v for k, v in logged.items() if not k.startswith(results.NOT_SETTINGS)}
     assert results._overrides(config, setting, recorded="") == "algo.hidden_sizes=[8,8] algo.kl_lambda=0.5"
+    kwargs = {**setting, "encoder.kwargs.n_components": "4", "algo.renamed_since": "1"}
+    assert results._overrides(config, kwargs, recorded="") == \
+        "algo.hidden_sizes=[8,8] algo.kl_lambda=0.5 encoder.kwargs.n_components=4"
     assert results._overrides("experiments/gone.yaml", setting, recorded="seed=3 algo.kl_lambda=0.5") == \
         "algo.kl_lambda=0.5"
 
