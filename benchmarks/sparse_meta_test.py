@@ -56,6 +56,11 @@ def _posterior_std(agent, contexts: list[torch.Tensor]) -> np.ndarray:
     return out
 
 
+def _rounded(value: float) -> float | None:
+    """JSON has no NaN: a posterior without a standard deviation (a mixture's) is recorded as null."""
+    return round(float(value), 3) if np.isfinite(value) else None
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.manual_seed(args.seed)
@@ -105,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         if never.any() else None,
         "direction_span_of_never_found_deg": round(float(np.ptp(angle[never, n_explore:], axis=1).mean()), 1)
         if never.any() else None,
-        "posterior_std_of_never_found": [round(float(np.nanmean(std[never, e])), 3) for e in (n_explore, n_episodes - 1)]
+        "posterior_std_of_never_found": [_rounded(np.nanmean(std[never, e])) for e in (n_explore, n_episodes - 1)]
         if never.any() else None,
     }
     emit(summary)
