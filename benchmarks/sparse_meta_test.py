@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
               "not_found_before": int(open_.sum()),
               "their_success": round(success[open_, e].mean(), 3) if open_.any() else None,
               "their_end_radius": round(float(np.mean(radius[open_, e])), 3) if open_.any() else None,
-              "their_posterior_std": round(float(np.nanmean(std[open_, e])), 3) if open_.any() and e >= n_explore else None})
+              "their_posterior_std": _rounded(np.nanmean(std[open_, e])) if open_.any() and e >= n_explore else None})
     never = ~success.any(axis=1)
     summary = {
         "episode": "all", "run": loaded.title, "run_id": loaded.run_id, "iteration": loaded.iteration,
