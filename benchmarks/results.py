@@ -17,6 +17,7 @@ of the scores and adaptation curves. Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import sys
@@ -84,13 +85,21 @@ def _history(client: MlflowClient, run_id: str, key: str) -> dict[int, float]:
 NOT_SETTINGS = ("seed", "tracking.")
 
 
+@functools.lru_cache(maxsize=None)
+def _today(config: str) -> dict[str, str] | None:
+    """Today's values of a config file, flattened (None when it cannot be read); read once per file."""
+    try:
+        return {k: str(v) for k, v in flatten(load_config(REPO / config).to_dict()).items()}
+    except (ConfigError, OSError):
+        return None
+
+
 def _overrides(config: str, setting: dict[str, str], recorded: str) -> str:
     """The ``--set`` items that repeat a run with today's config file: the logged params that differ
     from the file's values. A config file may change after its runs, so the recorded overrides alone
     would not do. When the file cannot be read, the recorded overrides (seed and tracking aside)."""
-    try:
-        today = {k: str(v) for k, v in flatten(load_config(REPO / config).to_dict()).items()}
-    except (ConfigError, OSError):
+    today = _today(config)
+    if today is None:
         return " ".join(o for o in recorded.split() if not o.startswith(("seed=", "tracking.")))
     yaml_value = {"None": "null", "True": "true", "False": "false"}
     # a key absent from today's file was renamed since (and is upgraded on load), unless it is one of the
@@ -195,12 +204,17 @@ PAPER = {
 CHECKPOINTS_MIN = (30, 45, 60)  # wall-clock minutes at which the summary reads each run
 
 
+def _last_at(x: np.ndarray, values: np.ndarray, bound: float) -> float:
+    """``values`` at the last evaluation whose ``x`` (minutes, env steps) is at most ``bound``; NaN if none."""
+    before = np.flatnonzero(np.asarray(x) <= bound)
+    return float(np.asarray(values)[before[-1]]) if len(before) else np.nan
+
+
 def _at_minute(run: SeedRun, minute: float) -> float:
     """The adapted return of the last evaluation at or before ``minute`` of training; NaN while a run
     has not trained that long (unless it finished before)."""
-    before = np.flatnonzero(run.minutes <= minute)
     reached = run.status == "FINISHED" or run.minutes[-1] >= minute
-    return float(run.adapted[before[-1]]) if len(before) and reached else np.nan
+    return _last_at(run.minutes, run.adapted, minute) if reached else np.nan
 
 
 def summary(entries: list[Entry]) -> list[str]:
@@ -246,14 +260,17 @@ def _scored(record: dict) -> str:
     return " ".join([f"`{record['config']}`", *(f"`--set {o}`" for o in record.get("overrides", []))])
 
 
+def _records(path: Path) -> list[dict]:
+    """The records of a JSON-lines file, blank lines skipped."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def read_scores(path: Path) -> dict[str, list[dict]]:
     """Point-robot score records (benchmarks/point_robot_score.py) grouped by config and overrides;
     one scored twice for a seed keeps its latest record."""
     groups: dict[str, dict[int, dict]] = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            record = json.loads(line)
-            groups.setdefault(_scored(record), {})[record["seed"]] = record
+    for record in _records(path):
+        groups.setdefault(_scored(record), {})[record["seed"]] = record
     return {name: [seeds[s] for s in sorted(seeds)] for name, seeds in groups.items()}
 
 
@@ -322,8 +339,7 @@ def read_learning(path: Path) -> dict[str, list[dict]]:
     """Per-seed records of benchmarks/learning.py (``"seed": "all"`` summaries skipped), grouped by
     config and overrides; a seed recorded twice keeps its latest record."""
     groups: dict[str, dict[int, dict]] = {}
-    for line in path.read_text().splitlines():
-        record = json.loads(line) if line.strip() else {}
+    for record in _records(path):
         if record.get("benchmark") != "learning":
             continue
         seeds = groups.setdefault(_scored(record), {})
@@ -336,16 +352,7 @@ def read_learning(path: Path) -> dict[str, list[dict]]:
 
 
 def _env_of(config: str) -> str:
-    try:
-        return load_config(REPO / config).env.name
-    except (ConfigError, OSError):
-        return "?"
-
-
-def _at_steps(run: SeedRun, steps: float) -> float:
-    """The adapted return of the run's last evaluation at or before ``steps`` env steps (NaN if none)."""
-    before = np.flatnonzero(run.steps <= steps)
-    return float(run.adapted[before[-1]]) if len(before) else np.nan
+    return (_today(config) or {}).get("env.name", "?")
 
 
 def plot_learning(records: list[dict], beside: list[Entry], path: Path) -> None:
@@ -359,7 +366,7 @@ def plot_learning(records: list[dict], beside: list[Entry], path: Path) -> None:
     last = max(p["env_steps"] for r in records for p in r["curve"])
     for i, entry in enumerate(beside):
         steps = sorted({int(s) for run in entry.runs for s in run.steps if s <= last})
-        mean = [np.nanmean([_at_steps(run, s) for run in entry.runs]) for s in steps]
+        mean = [np.nanmean([_last_at(run.steps, run.adapted, s) for run in entry.runs]) for s in steps]
         ax.plot(steps, mean, color="black", lw=2, ls=("-", "--", ":")[i % 3],
                 label=f"{Path(entry.config).stem}, mean of {len(entry.runs)} seeds")
     ax.set(xlabel="env steps", ylabel="adapted test return", title="learning curve at equal env steps")
@@ -397,23 +404,19 @@ def learning_section(name: str, records: list[dict], beside: list[Entry], figure
                  f"**{_f(np.mean([p['return_adapted'] for p in finals]))}** | "
                  f"{_f(np.mean([p['return_prior'] for p in finals]))} | |")
     steps = min(p["env_steps"] for p in finals)  # the fewest any seed reached
-    mine = [max((p for p in r["curve"] if p["env_steps"] <= steps), key=lambda p: p["env_steps"])["return_adapted"]
+    mine = [_last_at([p["env_steps"] for p in r["curve"]], [p["return_adapted"] for p in r["curve"]], steps)
             for r in records]
     lines += ["", f"At {steps:,} env steps (each run's last evaluation at or before): these runs **{_mean(mine)}** "
               f"({', '.join(_f(v) for v in mine)})"
               + "".join(f"; `{e.config}` **{_mean(at)}** ({', '.join(_f(v) for v in at)})"
-                        for e in beside for at in [[_at_steps(run, steps) for run in e.runs]]) + "."]
+                        for e in beside for at in [[_last_at(run.steps, run.adapted, steps) for run in e.runs]]) + "."]
     return lines + ["", f"![{name}]({figure})", ""]
 
 
 def diagnoses_section(path: Path, entries: list[Entry]) -> list[str]:
     """The sparse meta-tests of benchmarks/sparse_meta_test.py, a row per run (the latest record of each),
     named by the entry that holds the run."""
-    records = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            record = json.loads(line)
-            records[record["run_id"]] = record
+    records = {record["run_id"]: record for record in _records(path)}
     owner = {run.run_id: (e, run) for e in entries for run in e.runs}
     lines = ["## Sparse point robot: where the meta-test falls short", "",
              "Command, per run: `python benchmarks/sparse_meta_test.py RUN --runs 3 --out docs/sparse_meta_test.jsonl` "
