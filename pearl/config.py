@@ -152,6 +152,13 @@ class TrainConfig:
         "that iteration evaluates as the last does. null = num_iterations alone ends training", check="positive",
     )
     replay_buffer_size: int = _field(1_000_000, "RL buffer capacity per task, in transitions", check="positive")
+    lr_decay_start: int | None = _field(
+        None, "iteration from which every learning rate falls linearly, reaching lr_decay_factor times its "
+        "configured value at num_iterations (quiets the late swings of a small fast config); null = constant, "
+        "the paper's", check="nonneg",
+    )
+    lr_decay_factor: float = _field(0.1, "learning-rate multiplier at num_iterations when lr_decay_start is set",
+                                     check="prob")
 
 
 @dataclass
@@ -458,11 +465,25 @@ def _validate_schedule(t: TrainConfig, where: str) -> None:
             f"train.num_tasks_sample > 0 (a visit clears the task's context buffer and only these steps refill "
             f"it), got {t.num_steps_prior} and {t.num_steps_posterior}"
         )
+    if t.lr_decay_start is not None and t.lr_decay_start >= t.num_iterations:
+        raise ConfigError(
+            f"{where}: train.lr_decay_start: expected an iteration before train.num_iterations ({t.num_iterations}), "
+            f"got {t.lr_decay_start}"
+        )
     if t.num_train_steps_per_itr > 0 and t.num_initial_steps == 0:
         raise ConfigError(
             f"{where}: train.num_initial_steps: expected > 0 when train.num_train_steps_per_itr > 0 (a gradient "
             "step may sample any training task, so each needs transitions before the first step), got 0"
         )
+
+
+def lr_factor(t: TrainConfig, iteration: int) -> float:
+    """The learning-rate multiplier of iteration ``iteration`` (0-based): 1 up to ``lr_decay_start``, then
+    linear to ``lr_decay_factor`` at ``num_iterations``."""
+    if t.lr_decay_start is None or iteration <= t.lr_decay_start:
+        return 1.0
+    done = min(1.0, (iteration - t.lr_decay_start) / (t.num_iterations - t.lr_decay_start))
+    return 1.0 - done * (1.0 - t.lr_decay_factor)
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -103,6 +103,11 @@ class SACLearner(nn.Module):
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state[name])
 
+    def scale_lr(self, factor: float) -> None:
+        """Set every optimiser's learning rate to ``factor`` times its configured value (``<name>_lr``)."""
+        for name, opt in self.optimizers.items():
+            opt.lr = factor * getattr(self.cfg, f"{name}_lr")
+
     def _zero_grad(self, *names: str) -> None:
         for name in names:
             self.optimizers[name].zero_grad(set_to_none=True)

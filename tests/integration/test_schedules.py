@@ -35,6 +35,7 @@ REFUSED = [
     pytest.param({"algo": {"sparse_rewards": True}}, "algo.sparse_rewards", id="sparse-on-a-dense-family"),
     pytest.param({"env": {"name": "sparse-point-robot"}, "algo": {"sparse_rewards": False}}, "algo.sparse_rewards",
                  id="dense-on-a-sparse-family"),
+    pytest.param({"train": {"lr_decay_start": 2}}, "train.lr_decay_start", id="decay-after-the-last-iteration"),
 ]
 
 
@@ -93,3 +94,36 @@ def test_tasks_are_drawn_with_replacement_and_every_visit_collects(tiny_config_d
     # each visit clears the context buffer first: a task keeps only its last visit's prior steps
     np.testing.assert_array_equal(trainer.enc_buffer.sizes[visits > 0], 4)
     assert trainer.env_steps == 20 * trainer.n_train + 15 * 10
+
+
+@pytest.mark.parametrize("variant", ["pearl", "modern"])
+def test_learning_rates_decay_linearly_from_their_start_and_follow_the_schedule_after_a_resume(variant: str) -> None:
+    """lr_decay_start 1, factor 0.25 over 4 iterations: iterations 0..3 train at 1, 1, 0.75, 0.5 times
+    every configured rate (the factor would reach 0.25 at iteration 4), a restored trainer included."""
+    changes = {"train": {"num_iterations": 4, "lr_decay_start": 1, "lr_decay_factor": 0.25},
+               "algo": {"variant": variant, "policy_lr": 1e-3, "qf_lr": 2e-3, "context_lr": 3e-3, "vf_lr": 4e-3,
+                        "alpha_lr": 5e-3},
+               "eval": {"every": 10}}
+    cfg = config_from_dict(_config(changes), "tiny")
+    trainer = Trainer(cfg)
+    names = {"pearl": {"policy", "qf", "context", "vf"}, "modern": {"policy", "qf", "context", "alpha"}}[variant]
+    assert set(trainer.learner.optimizers) == names
+
+    def check(trainer: Trainer, factor: float) -> None:
+        result = trainer.run_iteration()
+        assert result.metrics["train/lr_factor"] == pytest.approx(factor)
+        for name, opt in trainer.learner.optimizers.items():
+            assert opt.lr == pytest.approx(factor * getattr(cfg.algo, f"{name}_lr")), name
+
+    for factor in (1.0, 1.0, 0.75):
+        check(trainer, factor)
+    restored = Trainer(cfg)
+    restored.load_state_dict(trainer.state_dict())  # the saved optimisers carry the rate of iteration 2
+    check(restored, 0.5)
+
+
+def test_without_a_decay_the_rates_stay_and_no_factor_is_logged() -> None:
+    trainer = Trainer(config_from_dict(_config({}), "tiny"))
+    result = trainer.run_iteration()
+    assert "train/lr_factor" not in result.metrics
+    assert trainer.learner.optimizers["policy"].lr == trainer.cfg.algo.policy_lr

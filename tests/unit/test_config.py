@@ -58,6 +58,8 @@ def test_experiments_exist() -> None:
         ({"bogus": 1}, "bogus", "unknown key"),
         ({"train": {"num_steps_prior": -5}}, "train.num_steps_prior", ">= 0"),
         ({"train": {"max_minutes": 0}}, "train.max_minutes", "> 0"),
+        ({"train": {"lr_decay_start": -1}}, "train.lr_decay_start", ">= 0"),
+        ({"train": {"lr_decay_factor": 1.5}}, "train.lr_decay_factor", "[0, 1]"),
         ({"algo": {"critic_reward": "shaped"}}, "algo.critic_reward", "'dense'"),
         ({"algo": {"hidden_sizes": [64, "x"]}}, "algo.hidden_sizes[1]", "an integer"),
         ({"env": {"name": "no-such-env"}}, "env.name", "point-robot"),
