@@ -36,6 +36,8 @@ from pearl.tracking import latest_per_step  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ADAPTED, PRIOR, TOTAL_S = "eval/test/return_adapted", "eval/test/return_prior", "time/total_s"
+# what `pearl evaluate RUN --runs N` logs: the final checkpoint meta-tested again, N times per task
+REEVALUATED, REEVALUATED_RUNS = "evaluate/test/return_adapted", "evaluate/test/num_runs"
 
 
 @dataclass
@@ -54,6 +56,7 @@ class SeedRun:
     episodes: np.ndarray  # [E] mean return per meta-test episode at the last evaluation
     episode_success: np.ndarray | None  # [E]
     iterations: int
+    reevaluated: tuple[float, int] | None = None  # (adapted return, meta-tests per task) of `pearl evaluate`
 
 
 @dataclass
@@ -127,6 +130,7 @@ def read_entries(uri: str, configs: list[str]) -> list[Entry]:
             n_episodes = len([k for k in metrics if k.startswith("eval/test/return_episode_")])
             episode = lambda e, kind: metrics.get(f"eval/test/{kind}_episode_{e}", np.nan)  # noqa: E731
             has_success = "eval/test/success_episode_0" in metrics
+            again = _reevaluated(client, run.info.run_id, int(steps[-1])) if REEVALUATED_RUNS in metrics else None
             entry.runs.append(SeedRun(
                 run_id=run.info.run_id, seed=int(run.data.params.get("seed", -1)), status=run.info.status,
                 machine=tags.get("pearl.machine", "?"), steps=steps, adapted=np.array([adapted[s] for s in steps]),
@@ -134,11 +138,20 @@ def read_entries(uri: str, configs: list[str]) -> list[Entry]:
                 success=metrics.get("eval/test/success_adapted"),
                 episodes=np.array([episode(e, "return") for e in range(n_episodes)]),
                 episode_success=np.array([episode(e, "success") for e in range(n_episodes)]) if has_success else None,
-                iterations=int(metrics.get("progress/iteration", 0)),
+                iterations=int(metrics.get("progress/iteration", 0)), reevaluated=again,
             ))
     for entry in entries.values():
         entry.runs.sort(key=lambda r: r.seed)
     return sorted(entries.values(), key=lambda e: (e.config, e.overrides))
+
+
+def _reevaluated(client: MlflowClient, run_id: str, final_step: int) -> tuple[float, int] | None:
+    """The latest ``pearl evaluate`` of the run's final checkpoint (logged at its env steps) that recorded
+    its number of meta-tests per task; None when there is none."""
+    value, runs = _history(client, run_id, REEVALUATED), _history(client, run_id, REEVALUATED_RUNS)
+    if final_step not in value or final_step not in runs:
+        return None
+    return value[final_step], int(runs[final_step])
 
 
 def plot(entry: Entry, path: Path) -> None:
@@ -174,15 +187,19 @@ def section(entry: Entry, figure: str) -> list[str]:
     seeds = " ".join(str(r.seed) for r in entry.runs)
     sets = "".join(f" --set {o}" for o in entry.overrides.split())
     success = any(r.success is not None for r in entry.runs)
+    again = any(r.reevaluated is not None for r in entry.runs)
     lines = [f"## `{entry.config}`" + (f" with `{entry.overrides}`" if entry.overrides else ""), "",
              f"Command, per seed in ({seeds}): `pearl train {entry.config} --set seed=SEED{sets}`. "
              f"Machine: {entry.runs[0].machine}.", "",
              "| seed | status | iterations | env steps | wall clock (min) | final adapted return | best adapted | "
-             "prior-z return |" + (" success (last episode) | success per episode |" if success else ""),
-             "|---|---|---|---|---|---|---|---|" + ("---|---|" if success else "")]
+             "prior-z return |" + (" final re-evaluated (meta-tests per task) |" if again else "")
+             + (" success (last episode) | success per episode |" if success else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|" if again else "") + ("---|---|" if success else "")]
     for r in entry.runs:
         row = (f"| {r.seed} | {r.status} | {r.iterations} | {int(r.steps[-1]):,} | {_f(r.minutes[-1])} | "
                f"**{_f(r.adapted[-1])}** | {_f(r.adapted.max())} | {_f(r.prior)} |")
+        if again:
+            row += f" {_f(r.reevaluated[0])} ({r.reevaluated[1]}) |" if r.reevaluated else " – |"
         if success:
             per_episode = ", ".join(_f(v, 2) for v in r.episode_success) if r.episode_success is not None else "–"
             row += f" {_f(r.success, 2)} | {per_episode} |"
@@ -190,7 +207,12 @@ def section(entry: Entry, figure: str) -> list[str]:
     done = entry.finished
     lines.append(f"| mean ({_seeds(entry)}) | | | | {_f(np.mean([r.minutes[-1] for r in done]))} | "
                  f"**{_f(np.mean([r.adapted[-1] for r in done]))}** | | {_f(np.mean([r.prior for r in done]))} |"
+                 + (f" {_mean([r.reevaluated[0] for r in done if r.reevaluated])} |" if again else "")
                  + (" | |" if success else ""))
+    if again:
+        lines += ["", "Re-evaluated: the final checkpoint meta-tested again with `pearl evaluate RUN --runs N`, N "
+                  "independent meta-tests per test task averaged; the training run's own final evaluation is one "
+                  "draw of the exploration and posterior z."]
     curves = "; ".join(f"seed {r.seed}: " + ", ".join(_f(v) for v in r.episodes) for r in entry.runs)
     lines += ["", f"Adaptation curve at the last evaluation (mean test return per meta-test episode): {curves}.",
               "", f"![{entry.config}]({figure})", ""]

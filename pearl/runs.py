@@ -235,7 +235,8 @@ def log_evaluation(loaded: LoadedRun, result: MetaTestResult, *, split: str, tra
     """
     tracker = open_tracker(loaded, tracking_uri)
     prefix = evaluation_prefix(loaded.cfg, split)
-    tracker.log_metrics(result.metrics(prefix), step=loaded.env_steps)
+    # the number of meta-tests per task, so that a report can say how precise the re-evaluation is
+    tracker.log_metrics({**result.metrics(prefix), f"{prefix}/num_runs": result.num_runs}, step=loaded.env_steps)
     tracker.flush()
     tracker.log_text(result.table(), f"{prefix}_adaptation_curve_{int(time.time())}.txt")
     return prefix

@@ -24,6 +24,9 @@ def test_results_tables_and_plots_come_from_the_runs(tmp_path: Path, tiny_config
         with runs.start(cfg, source="experiments/tiny.yaml", overrides=[f"seed={seed}", "algo.kl_lambda=0.5"]) as run:
             outcome = run.train()
         ids[seed] = outcome.run_id
+    loaded = runs.load_run(ids[0], tracking_uri=uri, overrides=["eval.num_runs=2"])  # `pearl evaluate --runs 2`
+    again = runs.evaluate(loaded)
+    runs.log_evaluation(loaded, again, split="test", tracking_uri=uri)
     out = tmp_path / "docs" / "results.md"
     stale = out.parent / "results" / "an_entry_renamed_since.png"  # its slug changed with today's config
     stale.parent.mkdir(parents=True)
@@ -39,6 +42,7 @@ def test_results_tables_and_plots_come_from_the_runs(tmp_path: Path, tiny_config
         row = next(line for line in text.splitlines() if line.startswith(f"| {seed} | FINISHED |"))
         assert f"**{metrics['eval/test/return_adapted']:.1f}**" in row
         assert f"| {int(metrics['progress/env_steps']):,} |" in row
+        assert row.endswith(f" {again.return_adapted:.1f} (2) |" if seed == 0 else " – |")  # re-evaluated or not
     (figure,) = (out.parent / "results").glob("*.png")  # the stale one removed
     assert f"]({figure.relative_to(out.parent).as_posix()})" in text and figure.stat().st_size > 1000
     summary_row = next(line for line in text.splitlines() if line.startswith("| `experiments/tiny.yaml`"))

@@ -454,13 +454,14 @@ def test_evaluate_prints_adaptation_curve_and_logs_to_the_run(
 def test_evaluate_with_sampled_exploration_logs_apart(reference: dict, capsys: pytest.CaptureFixture) -> None:
     from mlflow import MlflowClient
 
-    code = pearl("evaluate", reference["run_id"], "--episodes", "3", "--deterministic", "last",
+    code = pearl("evaluate", reference["run_id"], "--episodes", "3", "--deterministic", "last", "--runs", "2",
                  "--tracking-uri", reference["uri"])[0]
     out = capsys.readouterr().out
     assert code == 0 and "sampled actions before the last episode" in out
     assert f"logged to run {reference['run_id']} as evaluate/test_sampled/*" in out
     metrics = MlflowClient(reference["uri"]).get_run(reference["run_id"]).data.metrics
     assert "evaluate/test_sampled/return_adapted" in metrics
+    assert metrics["evaluate/test_sampled/num_runs"] == 2  # how precise the re-evaluation is, for reports
 
 
 # ----------------------------------------------------------------------------------------------
