@@ -160,6 +160,14 @@ class TrainConfig:
     lr_decay_factor: float = _field(0.1, "learning-rate multiplier at num_iterations when lr_decay_start is set",
                                      check="prob")
 
+    def lr_factor(self, iteration: int) -> float:
+        """The learning-rate multiplier of iteration ``iteration`` (0-based): 1 up to ``lr_decay_start``,
+        then linear to ``lr_decay_factor`` at ``num_iterations``."""
+        if self.lr_decay_start is None or iteration <= self.lr_decay_start:
+            return 1.0
+        done = min(1.0, (iteration - self.lr_decay_start) / (self.num_iterations - self.lr_decay_start))
+        return 1.0 - done * (1.0 - self.lr_decay_factor)
+
 
 @dataclass
 class EvalConfig:
@@ -458,7 +466,8 @@ def _validate(cfg: ExperimentConfig, where: str, *, check_registries: bool) -> N
 
 
 def _validate_schedule(t: TrainConfig, where: str) -> None:
-    """Refuses collection schedules that would leave a buffer empty when a gradient step samples it."""
+    """Refuses schedules that cannot run as written: collection that would leave a buffer empty when a
+    gradient step samples it, a learning-rate decay that would start after the last iteration."""
     if t.num_tasks_sample > 0 and t.num_steps_prior + t.num_steps_posterior == 0:
         raise ConfigError(
             f"{where}: train.num_steps_prior: expected num_steps_prior + num_steps_posterior > 0 when "
@@ -475,15 +484,6 @@ def _validate_schedule(t: TrainConfig, where: str) -> None:
             f"{where}: train.num_initial_steps: expected > 0 when train.num_train_steps_per_itr > 0 (a gradient "
             "step may sample any training task, so each needs transitions before the first step), got 0"
         )
-
-
-def lr_factor(t: TrainConfig, iteration: int) -> float:
-    """The learning-rate multiplier of iteration ``iteration`` (0-based): 1 up to ``lr_decay_start``, then
-    linear to ``lr_decay_factor`` at ``num_iterations``."""
-    if t.lr_decay_start is None or iteration <= t.lr_decay_start:
-        return 1.0
-    done = min(1.0, (iteration - t.lr_decay_start) / (t.num_iterations - t.lr_decay_start))
-    return 1.0 - done * (1.0 - t.lr_decay_factor)
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

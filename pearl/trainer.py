@@ -29,7 +29,7 @@ from pearl.agent import PEARLAgent
 from pearl.buffers import MultiTaskBuffer, context_dim, make_context
 from pearl.checkpoint import CheckpointError, incompatible_differences, latest_checkpoint, save_checkpoint
 from pearl.collect import Rollouts, VectorCollector
-from pearl.config import ConfigError, ExperimentConfig, lr_factor, saved_config_dict
+from pearl.config import ConfigError, ExperimentConfig, saved_config_dict
 from pearl.evaluation import MetaTestResult, meta_test
 from pearl.sac import make_learner
 
@@ -253,7 +253,7 @@ class Trainer:
             self.collect_initial()
         self.collect_iteration()
         t1 = time.perf_counter()
-        lr_scale = lr_factor(cfg.train, self.iteration)
+        lr_scale = cfg.train.lr_factor(self.iteration)
         self.learner.scale_lr(lr_scale)
         losses = self.train_steps(cfg.train.num_train_steps_per_itr)
         t2 = time.perf_counter()
