@@ -56,9 +56,11 @@ def _posterior_std(agent, contexts: list[torch.Tensor]) -> np.ndarray:
     return out
 
 
-def _rounded(value: float) -> float | None:
-    """JSON has no NaN: a posterior without a standard deviation (a mixture's) is recorded as null."""
-    return round(float(value), 3) if np.isfinite(value) else None
+def _finite_mean(values: np.ndarray) -> float | None:
+    """Mean of the finite entries, rounded; null when there are none (JSON has no NaN, and a posterior
+    without a standard deviation, a mixture's, records NaN)."""
+    finite = values[np.isfinite(values)]
+    return round(float(finite.mean()), 3) if finite.size else None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
               "not_found_before": int(open_.sum()),
               "their_success": round(success[open_, e].mean(), 3) if open_.any() else None,
               "their_end_radius": round(float(np.mean(radius[open_, e])), 3) if open_.any() else None,
-              "their_posterior_std": _rounded(np.nanmean(std[open_, e])) if open_.any() and e >= n_explore else None})
+              "their_posterior_std": _finite_mean(std[open_, e]) if open_.any() and e >= n_explore else None})
     never = ~success.any(axis=1)
     summary = {
         "episode": "all", "run": loaded.title, "run_id": loaded.run_id, "iteration": loaded.iteration,
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         if never.any() else None,
         "direction_span_of_never_found_deg": round(float(np.ptp(angle[never, n_explore:], axis=1).mean()), 1)
         if never.any() else None,
-        "posterior_std_of_never_found": [_rounded(np.nanmean(std[never, e])) for e in (n_explore, n_episodes - 1)]
+        "posterior_std_of_never_found": [_finite_mean(std[never, e]) for e in (n_explore, n_episodes - 1)]
         if never.any() else None,
     }
     emit(summary)

@@ -103,3 +103,21 @@ def test_the_sparse_meta_test_diagnosis_follows_the_tasks_not_yet_solved(
     assert summary["never_found"] <= open_[-1] and summary["found_while_exploring"] == summary["meta_tests"] - open_[2]
     assert summary["found_while_exploring"] + summary["found_later"] + summary["never_found"] == summary["meta_tests"]
     assert json.loads((tmp_path / "diagnoses.jsonl").read_text()) == summary
+
+
+def test_the_diagnosis_averages_finite_stds_and_records_null_without_a_warning(monkeypatch) -> None:
+    """A mixture posterior has no standard deviation: its NaNs are left out of the mean, and all-NaN is null
+    (JSON has no NaN) without numpy's "mean of empty slice" warning."""
+    import warnings
+
+    import numpy as np
+
+    from tests.conftest import REPO
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import sparse_meta_test
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert sparse_meta_test._finite_mean(np.array([np.nan, np.nan])) is None
+        assert sparse_meta_test._finite_mean(np.array([1.0, np.nan, 2.0])) == 1.5
