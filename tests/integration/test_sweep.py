@@ -112,8 +112,9 @@ def check_aggregates(folder: Path, children, uri: str) -> None:
     assert {r.info.run_id: r.data.metrics[ADAPTED] for r in children} == pytest.approx(seeds["final_return"].to_dict())
 
 
-def wait_for_checkpoints(proc: subprocess.Popen, folder: Path, n_folders: int, timeout: float = 180) -> None:
-    """Poll until ``n_folders`` run folders under ``folder`` hold a checkpoint."""
+def wait_for_checkpoints(proc: subprocess.Popen, folder: Path, n_folders: int, timeout: float = 300) -> None:
+    """Poll until ``n_folders`` run folders under ``folder`` hold a checkpoint. On a timeout the sweep is
+    killed and reaped, so that no process or pipe outlives the test to fail the next one."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if len({p.parent for p in folder.glob("*/ckpt_*.pt")}) >= n_folders:
@@ -122,7 +123,8 @@ def wait_for_checkpoints(proc: subprocess.Popen, folder: Path, n_folders: int, t
             pytest.fail(f"pearl sweep ended (exit {proc.returncode}) too early:\n{proc.stderr.read()}")
         time.sleep(0.005)
     proc.kill()
-    pytest.fail("no checkpoint appeared in time")
+    proc.communicate()
+    pytest.fail(f"no checkpoint appeared in {timeout:.0f} s")
 
 
 GRID = {(f"algo.kl_lambda={v} seed={s}", f"algo.kl_lambda={v}", str(s)) for v in ("0.1", "1.0") for s in (0, 1)}
