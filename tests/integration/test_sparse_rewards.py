@@ -4,6 +4,7 @@ are the sparse task's, logged to the run."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from mlflow import MlflowClient
 
@@ -64,8 +65,6 @@ def test_critic_reward_sparse_gives_the_critic_the_rewards_the_context_sees(tiny
 
 
 def test_critic_reward_sparse_is_refused_on_a_family_without_a_sparse_reward(tiny_config_dict: dict) -> None:
-    import pytest
-
     from pearl.config import ConfigError
 
     tiny_config_dict["algo"]["critic_reward"] = "sparse"
@@ -73,17 +72,23 @@ def test_critic_reward_sparse_is_refused_on_a_family_without_a_sparse_reward(tin
         config_from_dict(tiny_config_dict, "tiny")
 
 
-def test_the_sparse_meta_test_diagnosis_follows_the_tasks_not_yet_solved(
-    tiny_config_dict: dict, capsys, monkeypatch, tmp_path
-) -> None:
-    """benchmarks/sparse_meta_test.py: one line per meta-test episode, the count of meta-tests whose goal
-    no earlier episode found never grows, and the summary counts what the episodes found."""
-    import json
-
+@pytest.fixture
+def sparse_meta_test(monkeypatch):
+    """benchmarks/sparse_meta_test.py, imported as a module."""
     from tests.conftest import REPO
 
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     import sparse_meta_test
+
+    return sparse_meta_test
+
+
+def test_the_sparse_meta_test_diagnosis_follows_the_tasks_not_yet_solved(
+    tiny_config_dict: dict, capsys, sparse_meta_test, tmp_path
+) -> None:
+    """benchmarks/sparse_meta_test.py: one line per meta-test episode, the count of meta-tests whose goal
+    no earlier episode found never grows, and the summary counts what the episodes found."""
+    import json
 
     tiny_config_dict["env"]["name"] = "sparse-point-robot"
     tiny_config_dict["train"]["num_iterations"] = 1
@@ -105,17 +110,12 @@ def test_the_sparse_meta_test_diagnosis_follows_the_tasks_not_yet_solved(
     assert json.loads((tmp_path / "diagnoses.jsonl").read_text()) == summary
 
 
-def test_the_diagnosis_averages_finite_stds_and_records_null_without_a_warning(monkeypatch) -> None:
+def test_the_diagnosis_averages_finite_stds_and_records_null_without_a_warning(sparse_meta_test) -> None:
     """A mixture posterior has no standard deviation: its NaNs are left out of the mean, and all-NaN is null
     (JSON has no NaN) without numpy's "mean of empty slice" warning."""
     import warnings
 
     import numpy as np
-
-    from tests.conftest import REPO
-
-    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
-    import sparse_meta_test
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
