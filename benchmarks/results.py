@@ -1,7 +1,10 @@
-"""Regenerates docs/results.md and its plots from the training runs in an MLflow store.
+"""Regenerates docs/results.md and its plots from the records of the training runs.
 
 Every run made by ``pearl train`` records how to repeat it (tags ``pearl.config`` and
-``pearl.overrides``) and where it ran (``pearl.machine``). Runs of the same config and overrides,
+``pearl.overrides``, its params) and where it ran (``pearl.machine``). ``--tracking-uri`` reads the
+runs of an MLflow store into docs/runs.jsonl, a record per run (its settings and figures, its curves
+included), so that the document regenerates on any checkout, without the store the runs were tracked
+in; a run read again replaces its record. Runs of the same config and overrides,
 apart from the seed, form one entry: a table per seed (status, iterations, env steps, wall clock,
 the final and best adapted test return, the prior-z return, the success rate where the env has
 one), the learning curve (adapted test return against env steps and wall clock, per seed and the
@@ -10,8 +13,9 @@ experiments/posteriors/ on the point robot) comes from the records that benchmar
 appended to docs/posterior_scores.jsonl: a table of normalised scores per encoder and seed and a plot
 of the scores and adaptation curves. Usage::
 
-    python benchmarks/results.py --tracking-uri sqlite:///results/mlflow.db            # -> docs/results.md
-    python benchmarks/results.py --tracking-uri sqlite:///results/mlflow.db --config experiments/cheetah_vel_fast.yaml
+    python benchmarks/results.py                                                 # docs/runs.jsonl -> docs/results.md
+    python benchmarks/results.py --tracking-uri sqlite:///results/mlflow.db      # the store's runs into the records first
+    python benchmarks/results.py --config experiments/cheetah_vel_fast.yaml
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ REEVALUATED, REEVALUATED_RUNS = "evaluate/test/return_adapted", "evaluate/test/n
 
 @dataclass
 class SeedRun:
-    """One run's figures, read from the store."""
+    """One run's figures, read from a run record (see :func:`record_of`)."""
 
     run_id: str
     seed: int
@@ -57,6 +61,24 @@ class SeedRun:
     episode_success: np.ndarray | None  # [E]
     iterations: int
     reevaluated: tuple[float, int] | None = None  # (adapted return, meta-tests per task) of `pearl evaluate`
+    best: float | None = None  # the best adapted return where the curve is not kept (else the curve's maximum)
+    recovered: str | None = None  # where a run kept without its curve was read from
+
+    @property
+    def best_adapted(self) -> float:
+        return self.best if self.best is not None else float(np.nanmax(self.adapted))
+
+    @classmethod
+    def from_record(cls, r: dict) -> SeedRun:
+        array = lambda values: np.array([np.nan if v is None else v for v in values], dtype=float)  # noqa: E731
+        return cls(run_id=r["run_id"], seed=int(r["seed"]), status=r["status"], machine=r["machine"],
+                   steps=np.array(r["env_steps"], dtype=np.int64), adapted=array(r["adapted"]),
+                   minutes=array(r["minutes"]), prior=_nan(r["prior"]), success=r.get("success"),
+                   episodes=array(r["episodes"]),
+                   episode_success=None if r.get("episode_success") is None else array(r["episode_success"]),
+                   iterations=int(r["iterations"]),
+                   reevaluated=tuple(r["reevaluated"]) if r.get("reevaluated") else None,
+                   best=r.get("best"), recovered=r.get("recovered"))
 
 
 @dataclass
@@ -77,6 +99,15 @@ class Entry:
     def slug(self) -> str:
         name = Path(self.config).stem + ("__" + self.overrides if self.overrides else "")
         return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:80]
+
+
+def _nan(value: float | None) -> float:
+    return np.nan if value is None else float(value)
+
+
+def _finite(value: float) -> float | None:
+    """A float for JSON: None for NaN (a metric never logged)."""
+    return float(value) if value is not None and np.isfinite(value) else None
 
 
 def _history(client: MlflowClient, run_id: str, key: str) -> dict[int, float]:
@@ -111,38 +142,68 @@ def _overrides(config: str, setting: dict[str, str], recorded: str) -> str:
                     if today.get(k, v) != v or (k not in today and k.startswith("encoder.kwargs.")))
 
 
-def read_entries(uri: str, configs: list[str]) -> list[Entry]:
-    """Every run with a ``pearl.config`` tag (only those of ``configs`` if given), grouped."""
+def read_store(uri: str) -> list[dict]:
+    """A record per run of the MLflow store at ``uri`` that has a ``pearl.config`` tag and an adapted test
+    return: what repeats it (config, settings, recorded overrides), where it ran, and its figures. The
+    records are what docs/runs.jsonl keeps, so that the document outlives the store."""
     client = MlflowClient(uri)
-    entries: dict[tuple[str, str], Entry] = {}
+    records = []
     for experiment in client.search_experiments():
         for run in client.search_runs([experiment.experiment_id], max_results=5000):
-            tags, metrics = run.data.tags, run.data.metrics
-            config = tags.get("pearl.config")
-            if not config or (configs and config not in configs) or ADAPTED not in metrics:
+            tags, metrics, run_id = run.data.tags, run.data.metrics, run.info.run_id
+            if not tags.get("pearl.config") or ADAPTED not in metrics:
                 continue
-            setting = {k: v for k, v in run.data.params.items() if not k.startswith(NOT_SETTINGS)}
-            # grouped by what differs from today's file: a run logged before a key existed has its default
-            overrides = _overrides(config, setting, tags.get("pearl.overrides", ""))
-            entry = entries.setdefault((config, overrides), Entry(config, overrides, setting.get("env.name", "?")))
-            adapted, total = _history(client, run.info.run_id, ADAPTED), _history(client, run.info.run_id, TOTAL_S)
-            steps = np.array(sorted(adapted))
+            adapted, total = _history(client, run_id, ADAPTED), _history(client, run_id, TOTAL_S)
+            steps = sorted(adapted)
             n_episodes = len([k for k in metrics if k.startswith("eval/test/return_episode_")])
-            episode = lambda e, kind: metrics.get(f"eval/test/{kind}_episode_{e}", np.nan)  # noqa: E731
+            episode = lambda e, kind: _finite(metrics.get(f"eval/test/{kind}_episode_{e}", np.nan))  # noqa: E731
             has_success = "eval/test/success_episode_0" in metrics
-            again = _reevaluated(client, run.info.run_id, int(steps[-1])) if REEVALUATED_RUNS in metrics else None
-            entry.runs.append(SeedRun(
-                run_id=run.info.run_id, seed=int(run.data.params.get("seed", -1)), status=run.info.status,
-                machine=tags.get("pearl.machine", "?"), steps=steps, adapted=np.array([adapted[s] for s in steps]),
-                minutes=np.array([total.get(s, np.nan) / 60 for s in steps]), prior=metrics.get(PRIOR, np.nan),
-                success=metrics.get("eval/test/success_adapted"),
-                episodes=np.array([episode(e, "return") for e in range(n_episodes)]),
-                episode_success=np.array([episode(e, "success") for e in range(n_episodes)]) if has_success else None,
-                iterations=int(metrics.get("progress/iteration", 0)), reevaluated=again,
-            ))
+            records.append({
+                "run_id": run_id, "config": tags["pearl.config"], "overrides_recorded": tags.get("pearl.overrides", ""),
+                "setting": {k: v for k, v in sorted(run.data.params.items()) if not k.startswith(NOT_SETTINGS)},
+                "env": run.data.params.get("env.name", "?"), "seed": int(run.data.params.get("seed", -1)),
+                "status": run.info.status, "machine": tags.get("pearl.machine", "?"),
+                "iterations": int(metrics.get("progress/iteration", 0)), "env_steps": [int(s) for s in steps],
+                "adapted": [adapted[s] for s in steps], "minutes": [_finite(total.get(s, np.nan) / 60) for s in steps],
+                "prior": _finite(metrics.get(PRIOR, np.nan)), "success": _finite(metrics.get("eval/test/success_adapted")),
+                "episodes": [episode(e, "return") for e in range(n_episodes)],
+                "episode_success": [episode(e, "success") for e in range(n_episodes)] if has_success else None,
+                "reevaluated": (_reevaluated(client, run_id, int(steps[-1]))
+                                if REEVALUATED_RUNS in metrics else None),
+            })
+    return records
+
+
+def archive(path: Path, records: list[dict]) -> list[dict]:
+    """The run records of ``path`` (JSON lines) with ``records`` merged in, a run already there replaced
+    by its newer record; written back (sorted by config, seed and run) and returned."""
+    kept = {r["run_id"]: r for r in (_records(path) if path.is_file() else [])}
+    kept.update((r["run_id"], r) for r in records)
+    every = sorted(kept.values(), key=lambda r: (r["config"], r["seed"], r["run_id"]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in every))
+    return every
+
+
+def group(records: list[dict], configs: list[str] = ()) -> list[Entry]:
+    """Run records (only those of ``configs`` if given) grouped into entries by config and the settings
+    that differ from today's config file, so a run logged before a key existed (it trained with the
+    key's default) joins the newer runs of its config."""
+    entries: dict[tuple[str, str], Entry] = {}
+    for r in records:
+        if configs and r["config"] not in configs:
+            continue
+        overrides = _overrides(r["config"], r["setting"], r.get("overrides_recorded", ""))
+        entry = entries.setdefault((r["config"], overrides), Entry(r["config"], overrides, r["env"]))
+        entry.runs.append(SeedRun.from_record(r))
     for entry in entries.values():
         entry.runs.sort(key=lambda r: r.seed)
     return sorted(entries.values(), key=lambda e: (e.config, e.overrides))
+
+
+def read_entries(uri: str, configs: list[str] = ()) -> list[Entry]:
+    """The runs of an MLflow store, grouped (:func:`read_store`, then :func:`group`)."""
+    return group(read_store(uri), configs)
 
 
 def _reevaluated(client: MlflowClient, run_id: str, final_step: int) -> tuple[float, int] | None:
@@ -159,8 +220,9 @@ def plot(entry: Entry, path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2), dpi=80)
     for run in entry.runs:
         label = f"seed {run.seed}"
-        axes[0].plot(run.steps, run.adapted, lw=0.8, alpha=0.6, label=label)
-        axes[1].plot(run.minutes, run.adapted, lw=0.8, alpha=0.6, label=label)
+        marker = "o" if len(run.steps) == 1 else None  # a run kept without its curve: its final point
+        axes[0].plot(run.steps, run.adapted, lw=0.8, alpha=0.6, marker=marker, label=label)
+        axes[1].plot(run.minutes, run.adapted, lw=0.8, alpha=0.6, marker=marker, label=label)
         axes[2].plot(np.arange(len(run.episodes)), run.episodes, marker="o", lw=0.8, alpha=0.6, label=label)
     common = sorted(set.intersection(*(set(r.steps.tolist()) for r in entry.runs))) if entry.runs else []
     if len(entry.runs) > 1 and common:
@@ -197,7 +259,7 @@ def section(entry: Entry, figure: str) -> list[str]:
              "|---|---|---|---|---|---|---|---|" + ("---|" if again else "") + ("---|---|" if success else "")]
     for r in entry.runs:
         row = (f"| {r.seed} | {r.status} | {r.iterations} | {int(r.steps[-1]):,} | {_f(r.minutes[-1])} | "
-               f"**{_f(r.adapted[-1])}** | {_f(r.adapted.max())} | {_f(r.prior)} |")
+               f"**{_f(r.adapted[-1])}** | {_f(r.best_adapted)} | {_f(r.prior)} |")
         if again:
             row += f" {_f(r.reevaluated[0])} ({r.reevaluated[1]}) |" if r.reevaluated else " – |"
         if success:
@@ -213,6 +275,10 @@ def section(entry: Entry, figure: str) -> list[str]:
         lines += ["", "Re-evaluated: the final checkpoint meta-tested again with `pearl evaluate RUN --runs N`, N "
                   "independent meta-tests per test task averaged; the training run's own final evaluation is one "
                   "draw of the exploration and posterior z."]
+    for source in sorted({r.recovered for r in entry.runs if r.recovered}):
+        seeds = [str(r.seed) for r in entry.runs if r.recovered == source]
+        which = f"Seed {seeds[0]} is" if len(seeds) == 1 else f"Seeds {', '.join(seeds)} are"
+        lines += ["", f"{which} kept from {source}, without {'its' if len(seeds) == 1 else 'their'} learning curve."]
     curves = "; ".join(f"seed {r.seed}: " + ", ".join(_f(v) for v in r.episodes) for r in entry.runs)
     lines += ["", f"Adaptation curve at the last evaluation (mean test return per meta-test episode): {curves}.",
               "", f"![{entry.config}]({figure})", ""]
@@ -234,7 +300,9 @@ def _last_at(x: np.ndarray, values: np.ndarray, bound: float) -> float:
 
 def _at_minute(run: SeedRun, minute: float) -> float:
     """The adapted return of the last evaluation at or before ``minute`` of training; NaN while a run
-    has not trained that long (unless it finished before)."""
+    has not trained that long (unless it finished before), or was kept without its curve."""
+    if run.recovered and run.minutes[-1] > minute:  # only its final evaluation is known
+        return np.nan
     reached = run.status == "FINISHED" or run.minutes[-1] >= minute
     return _last_at(run.minutes, run.adapted, minute) if reached else np.nan
 
@@ -249,7 +317,8 @@ def summary(entries: list[Entry]) -> list[str]:
         done = e.finished
         finals = [r.adapted[-1] for r in done]
         per_seed = ", ".join(_f(v) for v in finals)
-        read = " | ".join(_mean([_at_minute(r, m) for r in e.runs]) for m in CHECKPOINTS_MIN)
+        read = " | ".join(_mean(at) if not any(r.recovered and np.isnan(v) for r, v in zip(e.runs, at)) else "–"
+                          for m in CHECKPOINTS_MIN for at in [[_at_minute(r, m) for r in e.runs]])
         success = [r.success for r in done if r.success is not None]
         name = f"`{e.config}`" + (f" with `{e.overrides}`" if e.overrides else "")
         success_text = f"{_f(np.mean(success), 2)} ({', '.join(_f(v, 2) for v in success)})" if success else "–"
@@ -257,7 +326,8 @@ def summary(entries: list[Entry]) -> list[str]:
                      f"{int(np.mean([r.steps[-1] for r in done])):,} | "
                      f"{_f(np.mean([r.minutes[-1] for r in done]))} | {PAPER.get(e.env, '–')} |")
     return lines + ["", "The columns at fixed minutes average, over seeds, the last evaluation at or before that "
-                    "wall clock of training; a seed that has not trained that long is left out (– when none has). "
+                    "wall clock of training; a seed that has not trained that long is left out (– when none has, or "
+                    "when a seed kept without its curve would be). "
                     "The other columns average the finished seeds (all seeds while none has finished). "
                     "Minutes are training wall clock on the machine named in each section, often shared with a "
                     "second run. Paper: a figure only where one can be read without the paper's plotted data "
@@ -467,7 +537,10 @@ def diagnoses_section(path: Path, entries: list[Entry]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tracking-uri", required=True, help="the MLflow store holding the runs")
+    p.add_argument("--tracking-uri", help="an MLflow store whose runs are first merged into the run records "
+                   "(--runs); without it the document is regenerated from the records alone")
+    p.add_argument("--runs", type=Path, default=REPO / "docs" / "runs.jsonl",
+                   help="the run records the document is made from (JSON lines, one per run; committed)")
     p.add_argument("--config", action="append", default=[], help="only the runs of this config (repeatable)")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "results.md",
                    help="the markdown; its figures go to results/ beside it, a folder this script owns "
@@ -480,19 +553,27 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--diagnoses", type=Path, default=REPO / "docs" / "sparse_meta_test.jsonl",
                    help="sparse meta-test records of benchmarks/sparse_meta_test.py (skipped when absent)")
     args = p.parse_args(argv)
-    entries = read_entries(args.tracking_uri, args.config)
+    if args.tracking_uri:
+        records = archive(args.runs, read_store(args.tracking_uri))
+    elif args.runs.is_file():
+        records = _records(args.runs)
+    else:
+        sys.exit(f"no run records at {args.runs}: pass --tracking-uri to read them from an MLflow store")
+    entries = group(records, args.config)
     if not entries:
-        sys.exit(f"no runs with a pearl.config tag in {args.tracking_uri}")
+        sys.exit(f"no runs with a pearl.config tag in {args.tracking_uri or args.runs}")
     figures = args.out.parent / "results"
     lines = ["# Results", "",
-             "Generated by `python benchmarks/results.py` from the runs in an MLflow store; every figure comes "
+             "Generated by `python benchmarks/results.py` from the run records in `docs/runs.jsonl`, which "
+             "`--tracking-uri STORE` fills from the MLflow store the runs were tracked in; every figure comes "
              "from a run the command beside it repeats. Returns are on the held-out test tasks: the adapted "
              "return is the last meta-test episode's, after the exploration episodes with z from the prior.", "",
              *summary(entries)]
     written = []
     for entry in entries:
         written.append(figures / f"{entry.slug}.png")
-        plot(entry, written[-1])
+        if not (all(r.recovered for r in entry.runs) and written[-1].is_file()):  # else its curves are not here
+            plot(entry, written[-1])
         lines += section(entry, written[-1].relative_to(args.out.parent).as_posix())
     if args.scores.is_file():
         written.append(figures / "posteriors.png")
@@ -503,7 +584,9 @@ def main(argv: list[str] | None = None) -> None:
         if not source.is_file():
             continue
         for i, (name, records) in enumerate(read_learning(source).items()):
-            beside = [e for e in entries if e.env == _env_of(records[0]["config"]) and not e.overrides]
+            beside = [Entry(e.config, e.overrides, e.env, curves) for e in entries
+                      if e.env == _env_of(records[0]["config"]) and not e.overrides
+                      for curves in [[r for r in e.runs if not r.recovered]] if curves]
             written.append(figures / f"{source.stem}_{i}.png")
             plot_learning(records, beside, written[-1])
             lines += learning_section(name, records, beside, written[-1].relative_to(args.out.parent).as_posix())

@@ -1,10 +1,11 @@
-"""benchmarks/results.py: docs/results.md is regenerated from the runs in an MLflow store."""
+"""benchmarks/results.py: docs/results.md is regenerated from run records read from an MLflow store."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+import numpy as np
 from mlflow import MlflowClient
 
 from pearl import runs
@@ -31,8 +32,10 @@ def test_results_tables_and_plots_come_from_the_runs(tmp_path: Path, tiny_config
     stale = out.parent / "results" / "an_entry_renamed_since.png"  # its slug changed with today's config
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"png")
-    results.main(["--tracking-uri", uri, "--out", str(out), "--scores", str(tmp_path / "no_scores.jsonl"),
-                  "--learning", str(tmp_path / "no_learning.jsonl"), "--diagnoses", str(tmp_path / "none.jsonl")])
+    records = tmp_path / "runs.jsonl"
+    others = ["--out", str(out), "--runs", str(records), "--scores", str(tmp_path / "no_scores.jsonl"),
+              "--learning", str(tmp_path / "no_learning.jsonl"), "--diagnoses", str(tmp_path / "none.jsonl")]
+    results.main(["--tracking-uri", uri, *others])
     text = out.read_text()
     assert "## `experiments/tiny.yaml` with `algo.kl_lambda=0.5`" in text  # both seeds in one entry
     assert "`pearl train experiments/tiny.yaml --set seed=SEED --set algo.kl_lambda=0.5`" in text
@@ -48,6 +51,52 @@ def test_results_tables_and_plots_come_from_the_runs(tmp_path: Path, tiny_config
     summary_row = next(line for line in text.splitlines() if line.startswith("| `experiments/tiny.yaml`"))
     finals = [client.get_run(i).data.metrics["eval/test/return_adapted"] for i in ids.values()]
     assert f"**{sum(finals) / 2:.1f}**" in summary_row
+    # the records alone regenerate the same document, the store gone
+    assert len(records.read_text().splitlines()) == 2
+    (tmp_path / "mlflow.db").unlink()
+    figure.unlink()
+    out.unlink()
+    results.main(others)
+    assert out.read_text() == text and figure.stat().st_size > 1000
+
+
+def test_run_records_merge_by_run_and_keep_runs_without_curves(tmp_path: Path) -> None:
+    """A run read again replaces its record, other records stay; a run kept without its curve (only its
+    final evaluation) shows its recorded best, counts at fixed minutes only past its end, and leaves the
+    figure of an entry of such runs alone."""
+    import json
+
+    def record(run_id: str, seed: int, adapted: list[float], minutes: list[float], **extra) -> dict:
+        return {"run_id": run_id, "config": "experiments/gone.yaml", "overrides_recorded": "", "setting": {},
+                "env": "point-robot", "seed": seed, "status": "FINISHED", "machine": "cpu", "iterations": 9,
+                "env_steps": [100 * (i + 1) for i in range(len(adapted))], "adapted": adapted, "minutes": minutes,
+                "prior": -20.0, "success": None, "episodes": [-20.0, adapted[-1]], "episode_success": None,
+                "reevaluated": None, **extra}
+    path = tmp_path / "runs.jsonl"
+    kept = record("old", 0, [-9.0], [50.0], best=-4.0, recovered="an earlier document")
+    results.archive(path, [kept, record("a", 1, [-30.0], [1.0])])
+    every = results.archive(path, [record("a", 1, [-30.0, -12.0, -8.0], [10.0, 31.0, 50.0])])
+    assert [r["run_id"] for r in every] == ["old", "a"] and every[1]["adapted"] == [-30.0, -12.0, -8.0]
+    assert [json.loads(line)["run_id"] for line in path.read_text().splitlines()] == ["old", "a"]
+    (entry,) = results.group(every)
+    old, new = entry.runs
+    assert (old.best_adapted, new.best_adapted) == (-4.0, -8.0)
+    assert np.isnan(results._at_minute(old, 30)) and results._at_minute(old, 60) == -9.0
+    row = next(line for line in results.summary([entry]) if line.startswith("| `experiments/gone.yaml`"))
+    assert "| – | – | **-8.5** |" not in row and "| – | – | -8.5 |" in row  # at 30 and 45 min the kept run is unknown
+    text = "\n".join(results.section(entry, "results/gone.png"))
+    assert "| 0 | FINISHED | 9 | 100 | 50.0 | **-9.0** | -4.0 | -20.0 |" in text
+    assert "Seed 0 is kept from an earlier document, without its learning curve." in text
+
+    out = tmp_path / "docs" / "results.md"
+    figure = out.parent / "results" / "gone.png"
+    figure.parent.mkdir(parents=True)
+    figure.write_bytes(b"drawn from the store")
+    only_kept = tmp_path / "kept.jsonl"
+    results.archive(only_kept, [kept])
+    results.main(["--runs", str(only_kept), "--out", str(out), "--scores", str(tmp_path / "none.jsonl"),
+                  "--learning", str(tmp_path / "none.jsonl"), "--diagnoses", str(tmp_path / "none.jsonl")])
+    assert figure.read_bytes() == b"drawn from the store" and "](results/gone.png)" in out.read_text()
 
 
 def test_an_entry_names_the_settings_that_differ_from_todays_config_file() -> None:
