@@ -300,7 +300,7 @@ def _last_at(x: np.ndarray, values: np.ndarray, bound: float) -> float:
 
 def _at_minute(run: SeedRun, minute: float) -> float:
     """The adapted return of the last evaluation at or before ``minute`` of training; NaN while a run
-    has not trained that long (unless it finished before), or was kept without its curve."""
+    has not trained that long (unless it finished before), or was kept without its curve and ended later."""
     if run.recovered and run.minutes[-1] > minute:  # only its final evaluation is known
         return np.nan
     reached = run.status == "FINISHED" or run.minutes[-1] >= minute
@@ -583,13 +583,13 @@ def main(argv: list[str] | None = None) -> None:
     for source in args.learning if args.learning is not None else [REPO / "docs" / "paper_scale_gpu.jsonl"]:
         if not source.is_file():
             continue
-        for i, (name, records) in enumerate(read_learning(source).items()):
+        for i, (name, recorded) in enumerate(read_learning(source).items()):
             beside = [Entry(e.config, e.overrides, e.env, curves) for e in entries
-                      if e.env == _env_of(records[0]["config"]) and not e.overrides
+                      if e.env == _env_of(recorded[0]["config"]) and not e.overrides
                       for curves in [[r for r in e.runs if not r.recovered]] if curves]
             written.append(figures / f"{source.stem}_{i}.png")
-            plot_learning(records, beside, written[-1])
-            lines += learning_section(name, records, beside, written[-1].relative_to(args.out.parent).as_posix())
+            plot_learning(recorded, beside, written[-1])
+            lines += learning_section(name, recorded, beside, written[-1].relative_to(args.out.parent).as_posix())
     if args.diagnoses.is_file():
         lines += diagnoses_section(args.diagnoses, entries)
     for stale in set(figures.glob("*.png")) - set(written):  # the figures folder is this script's own

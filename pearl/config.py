@@ -356,7 +356,8 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Read a config file as a plain mapping, resolving ``base: other.yaml`` (relative to the file)."""
+    """Read a config file as a plain mapping, resolving ``base: other.yaml`` (relative to the file), or a
+    list of bases merged in order, each later one over the earlier (an env's config, then a recipe)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
@@ -375,10 +376,13 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     base = data.pop("base", None)
     if base is None:
         return data
-    if not isinstance(base, str):
-        raise ConfigError(f"{path}: base: expected a path to another config file, got {base!r}")
-    base_path = Path(base) if Path(base).is_absolute() else path.parent / base
-    return _deep_merge(read_yaml(base_path, (*_seen, resolved)), data)
+    bases = [base] if isinstance(base, str) else base
+    if not isinstance(bases, list) or not bases or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: base: expected a path to another config file, or a list of them, got {base!r}")
+    merged: dict[str, Any] = {}
+    for b in bases:
+        merged = _deep_merge(merged, read_yaml(Path(b) if Path(b).is_absolute() else path.parent / b, (*_seen, resolved)))
+    return _deep_merge(merged, data)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str], where: str = "--set") -> dict[str, Any]:

@@ -97,6 +97,20 @@ def test_base_inheritance_and_cycles(tmp_path: Path) -> None:
     (tmp_path / "b.yaml").write_text("base: a.yaml\nalgo: {batch_size: 64}\n")
     cfg = load_config(tmp_path / "b.yaml")
     assert (cfg.algo.kl_lambda, cfg.algo.batch_size, cfg.seed) == (0.5, 64, 4)
+    # a list of bases merges in order, each later one over the earlier, then the file itself
+    (tmp_path / "recipe.yaml").write_text("algo: {batch_size: 16, discount: 0.9}\ntrain: {num_iterations: 7}\n")
+    (tmp_path / "e.yaml").write_text("base: [b.yaml, recipe.yaml]\nalgo: {discount: 0.95}\n")
+    cfg = load_config(tmp_path / "e.yaml")
+    assert (cfg.algo.kl_lambda, cfg.algo.batch_size, cfg.algo.discount, cfg.train.num_iterations, cfg.seed) == \
+        (0.5, 16, 0.95, 7, 4)
+    for bad in ("[]", "[b.yaml, 3]", "{a: b.yaml}"):
+        (tmp_path / "f.yaml").write_text(f"base: {bad}\n")
+        with pytest.raises(ConfigError, match="base: expected a path"):
+            load_config(tmp_path / "f.yaml")
+    (tmp_path / "g.yaml").write_text("base: [a.yaml, h.yaml]\n")
+    (tmp_path / "h.yaml").write_text("base: [g.yaml]\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(tmp_path / "g.yaml")
     (tmp_path / "c.yaml").write_text("base: d.yaml\n")
     (tmp_path / "d.yaml").write_text("base: c.yaml\n")
     with pytest.raises(ConfigError, match="cycle"):
