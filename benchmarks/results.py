@@ -63,6 +63,7 @@ class SeedRun:
     reevaluated: tuple[float, int] | None = None  # (adapted return, meta-tests per task) of `pearl evaluate`
     best: float | None = None  # the best adapted return where the curve is not kept (else the curve's maximum)
     recovered: str | None = None  # where a run kept without its curve was read from
+    figure: str | None = None  # the plot drawn of such a run while its curve existed, relative to the document
 
     @property
     def best_adapted(self) -> float:
@@ -78,7 +79,7 @@ class SeedRun:
                    episode_success=None if r.get("episode_success") is None else array(r["episode_success"]),
                    iterations=int(r["iterations"]),
                    reevaluated=tuple(r["reevaluated"]) if r.get("reevaluated") else None,
-                   best=r.get("best"), recovered=r.get("recovered"))
+                   best=r.get("best"), recovered=r.get("recovered"), figure=r.get("figure"))
 
 
 @dataclass
@@ -571,9 +572,12 @@ def main(argv: list[str] | None = None) -> None:
              *summary(entries)]
     written = []
     for entry in entries:
+        kept = {r.figure for r in entry.runs if r.recovered}
+        if len(kept) == 1 and all(r.recovered for r in entry.runs) and (args.out.parent / min(kept)).is_file():
+            lines += section(entry, min(kept))  # drawn while the curves existed; kept/ is not swept below
+            continue
         written.append(figures / f"{entry.slug}.png")
-        if not (all(r.recovered for r in entry.runs) and written[-1].is_file()):  # else its curves are not here
-            plot(entry, written[-1])
+        plot(entry, written[-1])
         lines += section(entry, written[-1].relative_to(args.out.parent).as_posix())
     if args.scores.is_file():
         written.append(figures / "posteriors.png")

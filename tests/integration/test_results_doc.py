@@ -62,8 +62,8 @@ def test_results_tables_and_plots_come_from_the_runs(tmp_path: Path, tiny_config
 
 def test_run_records_merge_by_run_and_keep_runs_without_curves(tmp_path: Path) -> None:
     """A run read again replaces its record, other records stay; a run kept without its curve (only its
-    final evaluation) shows its recorded best, counts at fixed minutes only past its end, and leaves the
-    figure of an entry of such runs alone."""
+    final evaluation) shows its recorded best, counts at fixed minutes only past its end, and an entry
+    of such runs shows the figure drawn while their curves existed."""
     import json
 
     def record(run_id: str, seed: int, adapted: list[float], minutes: list[float], **extra) -> dict:
@@ -73,7 +73,7 @@ def test_run_records_merge_by_run_and_keep_runs_without_curves(tmp_path: Path) -
                 "prior": -20.0, "success": None, "episodes": [-20.0, adapted[-1]], "episode_success": None,
                 "reevaluated": None, **extra}
     path = tmp_path / "runs.jsonl"
-    kept = record("old", 0, [-9.0], [50.0], best=-4.0, recovered="an earlier document")
+    kept = record("old", 0, [-9.0], [50.0], best=-4.0, recovered="an earlier document", figure="results/kept/old.png")
     results.archive(path, [kept, record("a", 1, [-30.0], [1.0])])
     every = results.archive(path, [record("a", 1, [-30.0, -12.0, -8.0], [10.0, 31.0, 50.0])])
     assert [r["run_id"] for r in every] == ["old", "a"] and every[1]["adapted"] == [-30.0, -12.0, -8.0]
@@ -89,14 +89,15 @@ def test_run_records_merge_by_run_and_keep_runs_without_curves(tmp_path: Path) -
     assert "Seed 0 is kept from an earlier document, without its learning curve." in text
 
     out = tmp_path / "docs" / "results.md"
-    figure = out.parent / "results" / "gone.png"
+    figure = out.parent / "results" / "kept" / "old.png"
     figure.parent.mkdir(parents=True)
     figure.write_bytes(b"drawn from the store")
     only_kept = tmp_path / "kept.jsonl"
     results.archive(only_kept, [kept])
     results.main(["--runs", str(only_kept), "--out", str(out), "--scores", str(tmp_path / "none.jsonl"),
                   "--learning", str(tmp_path / "none.jsonl"), "--diagnoses", str(tmp_path / "none.jsonl")])
-    assert figure.read_bytes() == b"drawn from the store" and "](results/gone.png)" in out.read_text()
+    assert figure.read_bytes() == b"drawn from the store" and "](results/kept/old.png)" in out.read_text()
+    assert not (out.parent / "results" / "gone.png").exists()
 
 
 def test_an_entry_names_the_settings_that_differ_from_todays_config_file() -> None:
