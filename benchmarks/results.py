@@ -46,7 +46,7 @@ REEVALUATED, REEVALUATED_RUNS = "evaluate/test/return_adapted", "evaluate/test/n
 
 @dataclass
 class SeedRun:
-    """One run's figures, read from a run record (see :func:`record_of`)."""
+    """One run's figures, read from a run record (what :func:`read_store` makes)."""
 
     run_id: str
     seed: int
