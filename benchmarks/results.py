@@ -536,6 +536,28 @@ def diagnoses_section(path: Path, entries: list[Entry]) -> list[str]:
     return lines + [""]
 
 
+def explorers_section(path: Path) -> list[str]:
+    """The scripted explorers of benchmarks/sparse_explorers.py, a row per explorer and config (the
+    latest record of each): what the sparse point robot's bar asks of exploration."""
+    records = {(r["config"], r["explorer"]): r for r in _records(path)}
+    lines = ["## Sparse point robot: what the bar asks of exploration", "",
+             "Command: `python benchmarks/sparse_explorers.py --meta-tests 50 --out docs/sparse_explorers.jsonl`. "
+             "Scripted agents play the config's meta-test on its test tasks, steering straight for a point: "
+             "`random` heads for a uniform point of the half-circle in every episode until the context holds a "
+             "reward (posterior sampling whose posterior learns nothing from episodes without reward), `thompson` "
+             "draws its point after the exploring episodes among the goals the context has not ruled out "
+             "(posterior sampling with the exact posterior). Both return to the best rewarded position once they "
+             "have one, so their last-episode success bounds what a learned agent that explores as they do can "
+             "reach; the learned agents' counts are in the table above.", "",
+             "| config | explorer | meta-tests | found while exploring | found by the last episode | "
+             "success, last episode | success per episode |", "|---|---|---|---|---|---|---|"]
+    for (config, explorer), r in records.items():
+        lines.append(f"| `{config}` | {explorer} | {r['meta_tests']} | {r['found_while_exploring']:.2f} | "
+                     f"{r['found_by_last']:.2f} | **{r['success_last']:.2f}** | "
+                     f"{', '.join(f'{v:.2f}' for v in r['success_per_episode'])} |")
+    return lines + [""]
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tracking-uri", help="an MLflow store whose runs are first merged into the run records "
@@ -553,6 +575,8 @@ def main(argv: list[str] | None = None) -> None:
                         "(repeatable; default docs/paper_scale_gpu.jsonl, skipped when absent)")
     p.add_argument("--diagnoses", type=Path, default=REPO / "docs" / "sparse_meta_test.jsonl",
                    help="sparse meta-test records of benchmarks/sparse_meta_test.py (skipped when absent)")
+    p.add_argument("--explorers", type=Path, default=REPO / "docs" / "sparse_explorers.jsonl",
+                   help="scripted-explorer records of benchmarks/sparse_explorers.py (skipped when absent)")
     args = p.parse_args(argv)
     if args.tracking_uri:
         records = archive(args.runs, read_store(args.tracking_uri))
@@ -596,6 +620,8 @@ def main(argv: list[str] | None = None) -> None:
             lines += learning_section(name, recorded, beside, written[-1].relative_to(args.out.parent).as_posix())
     if args.diagnoses.is_file():
         lines += diagnoses_section(args.diagnoses, entries)
+    if args.explorers.is_file():
+        lines += explorers_section(args.explorers)
     for stale in set(figures.glob("*.png")) - set(written):  # the figures folder is this script's own
         stale.unlink()
     args.out.write_text("\n".join(lines))

@@ -34,7 +34,8 @@ def test_results_tables_and_plots_come_from_the_runs(tmp_path: Path, tiny_config
     stale.write_bytes(b"png")
     records = tmp_path / "runs.jsonl"
     others = ["--out", str(out), "--runs", str(records), "--scores", str(tmp_path / "no_scores.jsonl"),
-              "--learning", str(tmp_path / "no_learning.jsonl"), "--diagnoses", str(tmp_path / "none.jsonl")]
+              "--learning", str(tmp_path / "no_learning.jsonl"), "--diagnoses", str(tmp_path / "none.jsonl"),
+              "--explorers", str(tmp_path / "none.jsonl")]
     results.main(["--tracking-uri", uri, *others])
     text = out.read_text()
     assert "## `experiments/tiny.yaml` with `algo.kl_lambda=0.5`" in text  # both seeds in one entry
@@ -95,7 +96,8 @@ def test_run_records_merge_by_run_and_keep_runs_without_curves(tmp_path: Path) -
     only_kept = tmp_path / "kept.jsonl"
     results.archive(only_kept, [kept])
     results.main(["--runs", str(only_kept), "--out", str(out), "--scores", str(tmp_path / "none.jsonl"),
-                  "--learning", str(tmp_path / "none.jsonl"), "--diagnoses", str(tmp_path / "none.jsonl")])
+                  "--learning", str(tmp_path / "none.jsonl"), "--diagnoses", str(tmp_path / "none.jsonl"),
+              "--explorers", str(tmp_path / "none.jsonl")])
     assert figure.read_bytes() == b"drawn from the store" and "](results/kept/old.png)" in out.read_text()
     assert not (out.parent / "results" / "gone.png").exists()
 
@@ -209,6 +211,23 @@ def test_sparse_diagnoses_are_rows_named_by_the_entry_of_their_run(tmp_path: Pat
     assert ("| `sparse_point_robot_fast` `algo.critic_reward=sparse` | 2 | 120 | **0.65** | 26 / 14 / 20 of 60 | "
             "0.92, 0.74 | 0.27, 0.14 | 0.37, 95° |") in text
     assert "| gone9876 | – | 120 | **0.30** |" in text and "**0.10**" not in text
+
+
+def test_scripted_explorers_are_rows_per_config_and_explorer(tmp_path: Path) -> None:
+    """docs/sparse_explorers.jsonl -> a row per config and explorer, the latest record of each."""
+    import json
+
+    def record(explorer: str, success: float) -> dict:
+        return {"explorer": explorer, "config": "experiments/sparse_point_robot_fast.yaml", "meta_tests": 1000,
+                "found_while_exploring": 0.5, "found_by_last": 0.95, "success_last": success,
+                "success_per_episode": [0.13, 0.95]}
+    path = tmp_path / "explorers.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [record("random", 0.5), record("random", 0.94),
+                                                       record("thompson", 1.0)]) + "\n")
+    text = "\n".join(results.explorers_section(path))
+    assert ("| `experiments/sparse_point_robot_fast.yaml` | random | 1000 | 0.50 | 0.95 | **0.94** | 0.13, 0.95 |"
+            in text)
+    assert "| thompson | 1000 |" in text and "**0.50**" not in text
 
 
 def test_a_run_logged_before_a_key_existed_joins_the_entry_of_its_config(tmp_path: Path) -> None:

@@ -4,6 +4,9 @@ are the sparse task's, logged to the run."""
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 from mlflow import MlflowClient
@@ -121,3 +124,61 @@ def test_the_diagnosis_averages_finite_stds_and_records_null_without_a_warning(s
         warnings.simplefilter("error")
         assert sparse_meta_test._finite_mean(np.array([np.nan, np.nan])) is None
         assert sparse_meta_test._finite_mean(np.array([1.0, np.nan, 2.0])) == 1.5
+
+
+@pytest.fixture
+def sparse_explorers(monkeypatch):
+    """benchmarks/sparse_explorers.py, imported as a module."""
+    from tests.conftest import REPO
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import sparse_explorers
+
+    return sparse_explorers
+
+
+def _goal_env(angle: float):
+    from envs.point_robot import SparsePointRobotEnv
+
+    return SparsePointRobotEnv(task=np.array([np.cos(angle), np.sin(angle)]))
+
+
+def test_the_exact_posterior_explorer_finds_every_goal_and_stays(sparse_explorers) -> None:
+    """Each episode without reward rules out the goals near its path and never the true one, so
+    posterior sampling with the exact posterior finds any goal of the half-circle within 20 episodes;
+    once found, every later episode returns to it."""
+    rng = np.random.default_rng(0)
+    for angle in np.linspace(0.0, np.pi, 9):
+        success = sparse_explorers.play_meta_test(_goal_env(angle), explorer="thompson", num_episodes=20,
+                                                  num_exploring=0, max_steps=20, rng=rng)
+        assert success.any(), angle
+        assert success[success.argmax():].all(), (angle, success)
+
+
+def test_the_explorers_differ_only_after_the_exploring_episodes(sparse_explorers) -> None:
+    """While exploring (z from the prior) both draw their points from the whole half-circle: with the
+    same seed and only exploring episodes they play the same meta-test; after them the exact
+    posterior finds at least as many goals over many meta-tests."""
+    def play(explorer: str, num_exploring: int) -> np.ndarray:
+        rng = np.random.default_rng(3)
+        return np.array([sparse_explorers.play_meta_test(_goal_env(angle), explorer=explorer, num_episodes=8,
+                                                         num_exploring=num_exploring, max_steps=20, rng=rng)
+                         for angle in np.linspace(0.0, np.pi, 30)])
+
+    np.testing.assert_array_equal(play("random", 8), play("thompson", 8))
+    found = {name: (play(name, 2).cumsum(axis=1) > 0)[:, -1].mean() for name in ("random", "thompson")}
+    assert found["thompson"] > found["random"], found
+
+
+def test_the_explorer_benchmark_plays_the_configs_meta_test(sparse_explorers, tmp_path, capsys) -> None:
+    """One JSON line per explorer, appended to --out: the config's test tasks, one meta-test each, its
+    20 episodes, success of the last no more than found by the last."""
+    out = tmp_path / "explorers.jsonl"
+    sparse_explorers.main(["--meta-tests", "1", "--out", str(out)])
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["explorer"] for r in records] == ["random", "thompson"]
+    assert capsys.readouterr().out.count("\n") == 2
+    for r in records:
+        assert r["config"] == "experiments/sparse_point_robot_fast.yaml" and r["meta_tests"] == r["test_tasks"] == 20
+        assert len(r["success_per_episode"]) == 20
+        assert r["success_last"] <= r["found_by_last"] and r["found_while_exploring"] <= r["found_by_last"]
