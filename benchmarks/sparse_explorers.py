@@ -33,7 +33,7 @@ import numpy as np
 from common import REPO, emit, load_average
 
 import envs
-from envs.point_robot import oracle_action
+from envs.point_robot import SparsePointRobotTasks, oracle_action
 from pearl.config import load_config
 
 EXPLORERS = ("random", "thompson")
@@ -82,20 +82,24 @@ def measure(config: Path, *, meta_tests: int, seed: int) -> list[dict]:
     cfg = load_config(config)
     tasks = envs.make_task_distribution(cfg.env.name, seed=cfg.seed, n_train_tasks=cfg.env.n_train_tasks,
                                         n_test_tasks=cfg.env.n_test_tasks, **cfg.env.kwargs)
+    if not isinstance(tasks, SparsePointRobotTasks):
+        raise SystemExit(f"{config}: the explorers play the sparse point robot, not {cfg.env.name!r}")
     test_tasks = tasks.test_tasks[: cfg.eval.n_test_tasks]
+    exploring = cfg.eval.num_exp_traj_eval
     max_steps = cfg.env.max_path_length or tasks.max_episode_steps
+    path = config.resolve()
+    name = path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else str(config)
     records = []
     for explorer in EXPLORERS:
         rng, start = np.random.default_rng(seed), time.perf_counter()
         success = np.array([play_meta_test(tasks.make_env(task), explorer=explorer, num_episodes=cfg.eval.num_episodes,
-                                           num_exploring=cfg.eval.num_exp_traj_eval, max_steps=max_steps, rng=rng)
+                                           num_exploring=exploring, max_steps=max_steps, rng=rng)
                             for task in test_tasks for _ in range(meta_tests)])  # [K * M, E]
         found = success.cumsum(axis=1) > 0  # found by the end of each episode
         records.append({
-            "explorer": explorer, "config": str(config.resolve().relative_to(REPO)) if config.resolve().is_relative_to(REPO)
-            else str(config), "test_tasks": len(test_tasks), "meta_tests": int(len(success)),
+            "explorer": explorer, "config": name, "test_tasks": len(test_tasks), "meta_tests": int(len(success)),
             "success_last": round(float(success[:, -1].mean()), 4),
-            "found_while_exploring": round(float(found[:, cfg.eval.num_exp_traj_eval - 1].mean()), 4),
+            "found_while_exploring": round(float(found[:, exploring - 1].mean()), 4) if exploring else 0.0,
             "found_by_last": round(float(found[:, -1].mean()), 4),
             "success_per_episode": [round(float(v), 3) for v in success.mean(axis=0)],
             "seed": seed, "seconds": round(time.perf_counter() - start, 1), "load_avg": load_average(),

@@ -182,3 +182,10 @@ def test_the_explorer_benchmark_plays_the_configs_meta_test(sparse_explorers, tm
         assert r["config"] == "experiments/sparse_point_robot_fast.yaml" and r["meta_tests"] == r["test_tasks"] == 20
         assert len(r["success_per_episode"]) == 20
         assert r["success_last"] <= r["found_by_last"] and r["found_while_exploring"] <= r["found_by_last"]
+
+
+def test_the_explorer_benchmark_refuses_another_family(sparse_explorers) -> None:
+    from tests.conftest import REPO
+
+    with pytest.raises(SystemExit, match="the explorers play the sparse point robot, not 'point-robot'"):
+        sparse_explorers.main([str(REPO / "experiments" / "point_robot_fast.yaml"), "--meta-tests", "1"])
