@@ -299,11 +299,12 @@ def _last_at(x: np.ndarray, values: np.ndarray, bound: float) -> float:
     return float(np.asarray(values)[before[-1]]) if len(before) else np.nan
 
 
-def _at_minute(run: SeedRun, minute: float) -> float:
+def _at_minute(run: SeedRun, minute: float) -> float | None:
     """The adapted return of the last evaluation at or before ``minute`` of training; NaN while a run
-    has not trained that long (unless it finished before), or was kept without its curve and ended later."""
+    has not trained that long (unless it finished before); None when it is unknown: the run was kept
+    without its curve and ended later."""
     if run.recovered and run.minutes[-1] > minute:  # only its final evaluation is known
-        return np.nan
+        return None
     reached = run.status == "FINISHED" or run.minutes[-1] >= minute
     return _last_at(run.minutes, run.adapted, minute) if reached else np.nan
 
@@ -318,7 +319,7 @@ def summary(entries: list[Entry]) -> list[str]:
         done = e.finished
         finals = [r.adapted[-1] for r in done]
         per_seed = ", ".join(_f(v) for v in finals)
-        read = " | ".join(_mean(at) if not any(r.recovered and np.isnan(v) for r, v in zip(e.runs, at)) else "–"
+        read = " | ".join("–" if None in at else _mean(at)
                           for m in CHECKPOINTS_MIN for at in [[_at_minute(r, m) for r in e.runs]])
         success = [r.success for r in done if r.success is not None]
         name = f"`{e.config}`" + (f" with `{e.overrides}`" if e.overrides else "")

@@ -82,7 +82,7 @@ def test_run_records_merge_by_run_and_keep_runs_without_curves(tmp_path: Path) -
     (entry,) = results.group(every)
     old, new = entry.runs
     assert (old.best_adapted, new.best_adapted) == (-4.0, -8.0)
-    assert np.isnan(results._at_minute(old, 30)) and results._at_minute(old, 60) == -9.0
+    assert results._at_minute(old, 30) is None and results._at_minute(old, 60) == -9.0
     row = next(line for line in results.summary([entry]) if line.startswith("| `experiments/gone.yaml`"))
     assert "| – | – | **-8.5** |" not in row and "| – | – | -8.5 |" in row  # at 30 and 45 min the kept run is unknown
     text = "\n".join(results.section(entry, "results/gone.png"))
