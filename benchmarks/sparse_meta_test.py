@@ -11,9 +11,10 @@ for the meta-tests that never find their goal, how close their posterior episode
 widely their final directions spread. Usage::
 
     python benchmarks/sparse_meta_test.py RUN            # a run id (with --tracking-uri) or a checkpoint folder
-    python benchmarks/sparse_meta_test.py results/checkpoints/<run id> --runs 3
+    python benchmarks/sparse_meta_test.py results/checkpoints/<run id> --runs 3 --per-goal
 
-Prints one JSON line per episode, then a summary line (``"episode": "all"``).
+Prints one JSON line per episode, with ``--per-goal`` one per test goal, then a summary line
+(``"episode": "all"``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tracking-uri", default=None, help="the MLflow store that holds RUN (for a run id)")
     p.add_argument("--runs", type=int, default=3, help="meta-tests per test task")
     p.add_argument("--seed", type=int, default=0, help="seeds torch and numpy before the meta-tests")
+    p.add_argument("--per-goal", action="store_true",
+                   help="also print a line per test goal (by its angle): how often it was found, and where the "
+                        "posterior episodes of the meta-tests that never found it ended (median direction)")
     p.add_argument("--out", type=Path, default=None,
                    help="append the summary line to this JSON-lines file (docs/sparse_meta_test.jsonl is drawn "
                         "in docs/results.md by benchmarks/results.py)")
@@ -100,6 +104,15 @@ def main(argv: list[str] | None = None) -> None:
               "their_end_radius": round(float(np.mean(radius[open_, e])), 3) if open_.any() else None,
               "their_posterior_std": _finite_mean(std[open_, e]) if open_.any() and e >= n_explore else None})
     never = ~success.any(axis=1)
+    if args.per_goal:
+        goal_deg = np.round(np.degrees(np.arctan2(goals[:, 1], goals[:, 0])), 1)
+        for g in np.unique(goal_deg):
+            mine, lost = goal_deg == g, (goal_deg == g) & never
+            emit({"goal_deg": float(g), "meta_tests": int(mine.sum()),
+                  "found_while_exploring": int(success[mine, :n_explore].any(axis=1).sum()),
+                  "never_found": int(lost.sum()), "success_last": round(float(success[mine, -1].mean()), 3),
+                  "posterior_end_deg_of_never_found": round(float(np.median(angle[lost, n_explore:])), 1)
+                  if lost.any() else None})
     summary = {
         "episode": "all", "run": loaded.title, "run_id": loaded.run_id, "iteration": loaded.iteration,
         "meta_tests": len(rows), "success_last": round(float(success[:, -1].mean()), 3),

@@ -111,6 +111,12 @@ def test_the_sparse_meta_test_diagnosis_follows_the_tasks_not_yet_solved(
     assert summary["never_found"] <= open_[-1] and summary["found_while_exploring"] == summary["meta_tests"] - open_[2]
     assert summary["found_while_exploring"] + summary["found_later"] + summary["never_found"] == summary["meta_tests"]
     assert json.loads((tmp_path / "diagnoses.jsonl").read_text()) == summary
+    sparse_meta_test.main([str(folder), "--runs", "2", "--per-goal"])  # the same meta-tests, seeded alike
+    goals = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"goal_deg"' in line]
+    assert len(goals) == len(run.trainer.test_tasks) and [g["goal_deg"] for g in goals] == sorted(g["goal_deg"] for g in goals)
+    assert sum(g["meta_tests"] for g in goals) == summary["meta_tests"]
+    assert sum(g["never_found"] for g in goals) == summary["never_found"]
+    assert all((g["posterior_end_deg_of_never_found"] is None) == (g["never_found"] == 0) for g in goals)
 
 
 def test_the_diagnosis_averages_finite_stds_and_records_null_without_a_warning(sparse_meta_test) -> None:
