@@ -8,7 +8,9 @@ the origin at which their episodes end (goals lie on the unit half-circle, insid
 and the posterior's standard deviation (mean over latent dims) that their z was drawn from. An
 episode that ends well inside the circle cannot find a goal, whatever its direction. The summary adds,
 for the meta-tests that never find their goal, how close their posterior episodes came to it and how
-widely their final directions spread. Usage::
+widely their final directions spread. ``--prior-until-found`` replays the meta-test with z from the
+prior for every episode whose context holds no reward yet: the success that the learned policy and
+encoder would reach if the belief after episodes without reward were the prior. Usage::
 
     python benchmarks/sparse_meta_test.py RUN            # a run id (with --tracking-uri) or a checkpoint folder
     python benchmarks/sparse_meta_test.py results/checkpoints/<run id> --runs 3 --per-goal
@@ -42,6 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--per-goal", action="store_true",
                    help="also print a line per test goal (by its angle): how often it was found, and where the "
                         "posterior episodes of the meta-tests that never found it ended (median direction)")
+    p.add_argument("--prior-until-found", action="store_true",
+                   help="counterfactual: a posterior episode whose context holds no sparse reward yet draws z from "
+                        "the prior instead of q(z|c), to measure what the belief after episodes without reward costs")
     p.add_argument("--out", type=Path, default=None,
                    help="append the summary line to this JSON-lines file (docs/sparse_meta_test.jsonl is drawn "
                         "in docs/results.md by benchmarks/results.py)")
@@ -58,6 +63,26 @@ def _posterior_std(agent, contexts: list[torch.Tensor]) -> np.ndarray:
             except (NotImplementedError, AttributeError):
                 pass
     return out
+
+
+class PriorUntilFound(Adaptation):
+    """The meta-test with one change: while a task's context holds no sparse reward, its z comes from
+    the prior in the posterior episodes too (what exploring without a belief would give).
+
+    Shapes:
+        each task's context [N_k, C]; its sparse reward is column ``reward_column``.
+    """
+
+    def __init__(self, *args, reward_column: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.reward_column = reward_column
+
+    def next_z(self) -> torch.Tensor:
+        z = super().next_z()  # [K, L]
+        if self.episodes < self.num_exp_traj_eval:
+            return z
+        found = torch.tensor([bool((c[:, self.reward_column] > 0).any()) for c in self.contexts()], device=z.device)
+        return torch.where(found[:, None], z, self.agent.prior(len(self.tasks)).sample())
 
 
 def _finite_mean(values: np.ndarray) -> float | None:
@@ -82,8 +107,10 @@ def main(argv: list[str] | None = None) -> None:
     angle, closest = np.full((len(rows), n_episodes), np.nan), np.full((len(rows), n_episodes), np.nan)
     goals = rows[:, :2]  # a sparse-point-robot task is its goal position
     for start, group in in_groups(rows, len(trainer.collector.envs)):
-        adaptation = Adaptation(trainer.agent, trainer.collector, group, num_exp_traj_eval=n_explore,
-                                use_next_obs=cfg.encoder.use_next_obs, sparse_rewards=trainer.sparse_rewards)
+        kind, extra = (PriorUntilFound, {"reward_column": trainer.obs_dim + trainer.action_dim}) \
+            if args.prior_until_found else (Adaptation, {})
+        adaptation = kind(trainer.agent, trainer.collector, group, num_exp_traj_eval=n_explore,
+                          use_next_obs=cfg.encoder.use_next_obs, sparse_rewards=trainer.sparse_rewards, **extra)
         rows_here = slice(start, start + len(group))
         for e in range(n_episodes):
             if e >= n_explore:
@@ -115,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
                   if lost.any() else None})
     summary = {
         "episode": "all", "run": loaded.title, "run_id": loaded.run_id, "iteration": loaded.iteration,
+        "prior_until_found": args.prior_until_found,
         "meta_tests": len(rows), "success_last": round(float(success[:, -1].mean()), 3),
         "found_while_exploring": int(success[:, :n_explore].any(axis=1).sum()),
         "found_later": int((~success[:, :n_explore].any(axis=1) & ~never).sum()), "never_found": int(never.sum()),

@@ -117,6 +117,29 @@ def test_the_sparse_meta_test_diagnosis_follows_the_tasks_not_yet_solved(
     assert sum(g["meta_tests"] for g in goals) == summary["meta_tests"]
     assert sum(g["never_found"] for g in goals) == summary["never_found"]
     assert all((g["posterior_end_deg_of_never_found"] is None) == (g["never_found"] == 0) for g in goals)
+    assert summary["prior_until_found"] is False
+
+
+def test_prior_until_found_draws_z_from_the_prior_only_while_no_reward_was_seen(sparse_meta_test, monkeypatch) -> None:
+    """The counterfactual meta-test: a task whose context holds a sparse reward keeps q(z|c); one without
+    draws z from the prior; the exploring episodes are untouched."""
+    from pearl.evaluation import Adaptation
+
+    class Agent:  # a prior far from every posterior z below
+        def prior(self, n: int):
+            return torch.distributions.Independent(torch.distributions.Normal(torch.full((n, 1), 100.0), 1e-6), 1)
+
+    posterior_z = torch.tensor([[1.0], [2.0]])  # [K, L]
+    monkeypatch.setattr(Adaptation, "next_z", lambda self: posterior_z if self.episodes >= 1 else torch.zeros(2, 1))
+    adaptation = sparse_meta_test.PriorUntilFound(Agent(), None, np.zeros((2, 2)), num_exp_traj_eval=1,
+                                                  use_next_obs=False, sparse_rewards=True, reward_column=4)
+    with_reward = torch.tensor([[0.0, 0.0, 0.1, 0.1, 0.0], [0.1, 0.1, 0.1, 0.1, 0.9]])  # [N, C]: (s, a, r)
+    without = torch.tensor([[0.0, 0.0, 0.1, 0.1, 0.0]])
+    adaptation._chunks = [[with_reward], [without]]
+    assert adaptation.next_z().tolist() == [[0.0], [0.0]]  # exploring: the protocol's own z
+    adaptation.episodes = 1
+    z = adaptation.next_z()
+    assert z[0].item() == 1.0 and abs(z[1].item() - 100.0) < 1e-3
 
 
 def test_the_diagnosis_averages_finite_stds_and_records_null_without_a_warning(sparse_meta_test) -> None:
