@@ -524,9 +524,10 @@ def diagnoses_section(path: Path, entries: list[Entry]) -> list[str]:
              "`--prior-until-found`: an episode whose context holds no reward yet draws z from the prior, not "
              "q(z|c) (what the learned policy would reach if the belief after episodes without reward were the "
              "prior).", "",
-             "| run | seed | iteration | success, last episode | found exploring / later / never | "
+             "| run | seed | iteration | success, last episode | found exploring / later / never | found, then missed "
+             "in the last episode | "
              "end radius: exploring, never-found posterior episodes | posterior std, never found: first, last | "
-             "never found: closest, direction span |", "|---|---|---|---|---|---|---|---|"]
+             "never found: closest, direction span |", "|---|---|---|---|---|---|---|---|---|"]
     for (run_id, counterfactual), r in records.items():
         entry, run = owner.get(run_id, (None, None))
         name = (f"`{Path(entry.config).stem}`" + (f" `{entry.overrides}`" if entry.overrides else "")) if entry else run_id[:8]
@@ -534,6 +535,7 @@ def diagnoses_section(path: Path, entries: list[Entry]) -> list[str]:
         std = r.get("posterior_std_of_never_found") or []
         lines.append(f"| {name} | {run.seed if run else '–'} | {r['iteration']} | **{r['success_last']:.2f}** | "
                      f"{r['found_while_exploring']} / {r['found_later']} / {r['never_found']} of {r['meta_tests']} | "
+                     f"{r.get('found_then_missed_last', '–')} | "
                      f"{_f(r['end_radius_of_exploring_episodes'], 2)}, "
                      f"{_f(r['end_radius_of_never_found_posterior_episodes'], 2)} | "
                      f"{', '.join(_f(v, 2) for v in std) or '–'} | {_f(r.get('closest_to_goal_of_never_found'), 2)}, "

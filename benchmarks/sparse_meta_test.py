@@ -8,7 +8,8 @@ the origin at which their episodes end (goals lie on the unit half-circle, insid
 and the posterior's standard deviation (mean over latent dims) that their z was drawn from. An
 episode that ends well inside the circle cannot find a goal, whatever its direction. The summary adds,
 for the meta-tests that never find their goal, how close their posterior episodes came to it and how
-widely their final directions spread. ``--prior-until-found`` replays the meta-test with z from the
+widely their final directions spread, and how many found their goal before the last episode and missed it
+there. ``--prior-until-found`` replays the meta-test with z from the
 prior for every episode whose context holds no reward yet: the success that the learned policy and
 encoder would reach if the belief after episodes without reward were the prior. Usage::
 
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         "meta_tests": len(rows), "success_last": round(float(success[:, -1].mean()), 3),
         "found_while_exploring": int(success[:, :n_explore].any(axis=1).sum()),
         "found_later": int((~success[:, :n_explore].any(axis=1) & ~never).sum()), "never_found": int(never.sum()),
+        "found_then_missed_last": int((success[:, :-1].any(axis=1) & ~success[:, -1]).sum()),
         "end_radius_of_exploring_episodes": round(float(radius[:, :n_explore].mean()), 3),
         "end_radius_of_never_found_posterior_episodes": round(float(radius[never, n_explore:].mean()), 3)
         if never.any() else None,
