@@ -149,6 +149,10 @@ def main(argv: list[str] | None = None) -> None:
         "found_later": int((~success[:, :n_explore].any(axis=1) & ~never).sum()), "never_found": int(never.sum()),
         "found_then_missed_last": int((success[:, :-1].any(axis=1) & ~success[:, -1]).sum()),
         "end_radius_of_exploring_episodes": round(float(radius[:, :n_explore].mean()), 3),
+        # where the exploring episodes end: counts per 30-degree sector of the goals' half-circle (0-30, ...,
+        # 150-180), then those ending below it
+        "end_sectors_of_exploring_episodes": [int(n) for n in np.histogram(angle[:, :n_explore], bins=np.arange(0, 181, 30))[0]]
+        + [int((angle[:, :n_explore] < 0).sum())],
         "end_radius_of_never_found_posterior_episodes": round(float(radius[never, n_explore:].mean()), 3)
         if never.any() else None,
         "closest_to_goal_of_never_found": round(float(closest[never, n_explore:].min(axis=1).mean()), 3)
