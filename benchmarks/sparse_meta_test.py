@@ -8,10 +8,10 @@ the origin at which their episodes end (goals lie on the unit half-circle, insid
 and the posterior's standard deviation (mean over latent dims) that their z was drawn from. An
 episode that ends well inside the circle cannot find a goal, whatever its direction. The summary adds,
 for the meta-tests that never find their goal, how close their posterior episodes came to it and how
-widely their final directions spread, and how many found their goal before the last episode and missed it
-there. ``--prior-until-found`` replays the meta-test with z from the
-prior for every episode whose context holds no reward yet: the success that the learned policy and
-encoder would reach if the belief after episodes without reward were the prior. Usage::
+widely their final directions spread; how many found their goal before the last episode and missed
+it there; and where the exploring episodes end. ``--prior-until-found`` replays the meta-test with z
+from the prior for every episode whose context holds no reward yet: the success that the learned
+policy and encoder would reach if the belief after episodes without reward were the prior. Usage::
 
     python benchmarks/sparse_meta_test.py RUN            # a run id (with --tracking-uri) or a checkpoint folder
     python benchmarks/sparse_meta_test.py results/checkpoints/<run id> --runs 3 --per-goal
@@ -151,8 +151,9 @@ def main(argv: list[str] | None = None) -> None:
         "end_radius_of_exploring_episodes": round(float(radius[:, :n_explore].mean()), 3),
         # where the exploring episodes end: counts per 30-degree sector of the goals' half-circle (0-30, ...,
         # 150-180), then those ending below it
-        "end_sectors_of_exploring_episodes": [int(n) for n in np.histogram(angle[:, :n_explore], bins=np.arange(0, 181, 30))[0]]
-        + [int((angle[:, :n_explore] < 0).sum())],
+        "end_sectors_of_exploring_episodes":
+            [int(n) for n in np.histogram(angle[:, :n_explore], bins=np.arange(0, 181, 30))[0]]
+            + [int((angle[:, :n_explore] < 0).sum())],
         "end_radius_of_never_found_posterior_episodes": round(float(radius[never, n_explore:].mean()), 3)
         if never.any() else None,
         "closest_to_goal_of_never_found": round(float(closest[never, n_explore:].min(axis=1).mean()), 3)

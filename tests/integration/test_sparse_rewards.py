@@ -115,7 +115,8 @@ def test_the_sparse_meta_test_diagnosis_follows_the_tasks_not_yet_solved(
     assert json.loads((tmp_path / "diagnoses.jsonl").read_text()) == summary
     sparse_meta_test.main([str(folder), "--runs", "2", "--per-goal"])  # the same meta-tests, seeded alike
     goals = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"goal_deg"' in line]
-    assert len(goals) == len(run.trainer.test_tasks) and [g["goal_deg"] for g in goals] == sorted(g["goal_deg"] for g in goals)
+    angles = [g["goal_deg"] for g in goals]
+    assert len(goals) == len(run.trainer.test_tasks) and angles == sorted(angles)
     assert sum(g["meta_tests"] for g in goals) == summary["meta_tests"]
     assert sum(g["never_found"] for g in goals) == summary["never_found"]
     assert all((g["posterior_end_deg_of_never_found"] is None) == (g["never_found"] == 0) for g in goals)
