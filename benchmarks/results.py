@@ -247,7 +247,7 @@ def _f(value: float | None, digits: int = 1) -> str:
 
 
 def section(entry: Entry, figure: str) -> list[str]:
-    seeds = " ".join(str(r.seed) for r in entry.runs)
+    seeds = " ".join(dict.fromkeys(str(r.seed) for r in entry.runs))  # a seed trained twice is named once
     sets = "".join(f" --set {o}" for o in entry.overrides.split())
     success = any(r.success is not None for r in entry.runs)
     again = any(r.reevaluated is not None for r in entry.runs)
