@@ -37,8 +37,9 @@ from envs.point_robot import SparsePointRobotTasks, oracle_action
 from pearl.config import load_config
 
 EXPLORERS = ("random", "thompson")
-CANDIDATES = 1801
-"""Candidate goal angles in [0, pi] that the ``thompson`` explorer keeps or rules out (0.1 degree apart)."""
+_ANGLES = np.linspace(0.0, np.pi, 1801)
+CANDIDATES = np.stack([np.cos(_ANGLES), np.sin(_ANGLES)], axis=-1)
+"""[G, 2] goals of the half-circle, 0.1 degree apart, that the ``thompson`` explorer keeps or rules out."""
 
 
 def play_meta_test(env, *, explorer: str, num_episodes: int, num_exploring: int, max_steps: int,
@@ -46,16 +47,14 @@ def play_meta_test(env, *, explorer: str, num_episodes: int, num_exploring: int,
     """One meta-test on ``env`` (its task already set): ``[num_episodes]`` bool, whether each episode
     entered the goal radius."""
     point = env.unwrapped  # the point robot under any wrappers: its position and goal radius
-    angles = np.linspace(0.0, np.pi, CANDIDATES)
-    candidates = np.stack([np.cos(angles), np.sin(angles)], axis=-1)  # [G, 2]
-    alive = np.ones(CANDIDATES, dtype=bool)  # goals the context has not ruled out
+    alive = np.ones(len(CANDIDATES), dtype=bool)  # goals the context has not ruled out
     best_reward, best_position = 0.0, None
     success = np.zeros(num_episodes, dtype=bool)
     for episode in range(num_episodes):
         if best_position is not None and episode >= num_exploring:
             target = best_position
         else:
-            pool = candidates[alive] if explorer == "thompson" and episode >= num_exploring else candidates
+            pool = CANDIDATES[alive] if explorer == "thompson" and episode >= num_exploring else CANDIDATES
             target = pool[rng.integers(len(pool))]
         env.reset()
         unrewarded = []  # positions visited without a sparse reward
@@ -70,7 +69,7 @@ def play_meta_test(env, *, explorer: str, num_episodes: int, num_exploring: int,
             if terminated or truncated:
                 break
         if unrewarded:
-            distance = np.linalg.norm(candidates[:, None] - np.array(unrewarded)[None], axis=-1)  # [G, n]
+            distance = np.linalg.norm(CANDIDATES[:, None] - np.array(unrewarded)[None], axis=-1)  # [G, n]
             alive &= distance.min(axis=1) > point.goal_radius
         if not alive.any():  # the grid's last goals can fall between visited points: start afresh
             alive[:] = True
@@ -92,9 +91,9 @@ def measure(config: Path, *, meta_tests: int, seed: int) -> list[dict]:
     records = []
     for explorer in EXPLORERS:
         rng, start = np.random.default_rng(seed), time.perf_counter()
-        success = np.array([play_meta_test(tasks.make_env(task), explorer=explorer, num_episodes=cfg.eval.num_episodes,
+        success = np.array([play_meta_test(env, explorer=explorer, num_episodes=cfg.eval.num_episodes,
                                            num_exploring=exploring, max_steps=max_steps, rng=rng)
-                            for task in test_tasks for _ in range(meta_tests)])  # [K * M, E]
+                            for env in map(tasks.make_env, test_tasks) for _ in range(meta_tests)])  # [K * M, E]
         found = success.cumsum(axis=1) > 0  # found by the end of each episode
         records.append({
             "explorer": explorer, "config": name, "test_tasks": len(test_tasks), "meta_tests": int(len(success)),
