@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.per_goal:
         goal_deg = np.round(np.degrees(np.arctan2(goals[:, 1], goals[:, 0])), 1)
         for g in np.unique(goal_deg):
-            mine, lost = goal_deg == g, (goal_deg == g) & never
+            mine = goal_deg == g
+            lost = mine & never
             emit({"goal_deg": float(g), "meta_tests": int(mine.sum()),
                   "found_while_exploring": int(success[mine, :n_explore].any(axis=1).sum()),
                   "never_found": int(lost.sum()), "success_last": round(float(success[mine, -1].mean()), 3),
