@@ -91,6 +91,14 @@ class AlgoConfig:
     meta_batch: int = _field(16, "tasks per gradient step", check="positive")
     batch_size: int = _field(256, "RL transitions per task per gradient step", check="positive")
     embedding_batch_size: int = _field(64, "context transitions per task per gradient step", check="positive")
+    context_window: str = _field(
+        "uniform", "how a training context is drawn from a task's context buffer (for the gradient steps and for "
+        "the posterior-z episodes of collection): 'uniform' (the paper's: embedding_batch_size transitions at "
+        "random) or 'episodes' (k episode lengths of consecutive transitions, k uniform in "
+        "1..embedding_batch_size // max_path_length, one k per meta-batch: the encoder also learns from contexts "
+        "as short as a meta-test's first episodes, on a sparse task often without a reward)",
+        choices=("uniform", "episodes"),
+    )
     sparse_rewards: bool | None = _field(
         None, "the context sees the env's sparse reward, the critic the dense one; null = as the task family "
         "defines it (true for sparse-point-robot), and a value that contradicts the family is refused"

@@ -195,8 +195,11 @@ class Trainer:
         return _Mixed(prior, post, torch.as_tensor(has_context, device=self.device))
 
     def _context(self, task_ids: np.ndarray) -> torch.Tensor:
-        batch = self.enc_buffer.sample(task_ids, self.cfg.algo.embedding_batch_size, self.rng,
-                                       sequential=self.agent.encoder.recurrent, device=self.device)
+        n, sequential = self.cfg.algo.embedding_batch_size, self.agent.encoder.recurrent
+        if self.cfg.algo.context_window == "episodes":
+            k = int(self.rng.integers(1, max(n // self.max_path_length, 1) + 1))
+            n, sequential = k * self.max_path_length, True
+        batch = self.enc_buffer.sample(task_ids, n, self.rng, sequential=sequential, device=self.device)
         return make_context(batch, use_next_obs=self.cfg.encoder.use_next_obs, sparse_rewards=self.sparse_rewards)
 
     def _store(self, task_ids: np.ndarray, rollouts: Rollouts, *, to_context: bool) -> None:

@@ -106,3 +106,25 @@ def test_a_visit_starts_from_a_cleared_context_and_keeps_extra_rl_steps_out_of_i
     np.testing.assert_array_equal(newest, np.concatenate(phases))
     np.testing.assert_array_equal(rl.all_of(int(task)).observations[0].numpy()[:-60],
                                   rl_before["data.observations"][task, : rl_before["sizes"][task]])
+
+
+def test_episode_window_contexts_are_k_episode_lengths_of_consecutive_transitions(tiny_config_dict: dict) -> None:
+    """``context_window: episodes``: k episodes' worth of consecutive transitions, k in
+    1..embedding_batch_size // max_path_length, one k for the whole meta-batch, and every k drawn."""
+    tiny_config_dict["algo"].update(context_window="episodes", embedding_batch_size=70)
+    tiny_config_dict["train"]["num_initial_steps"] = 100
+    trainer = Trainer(config_from_dict(tiny_config_dict, "tiny"))
+    trainer.collect_initial()
+    length = trainer.max_path_length
+    buffer = trainer.enc_buffer
+    assert np.all(buffer.sizes == 100) and 3 * length <= 70 < 4 * length
+    buffer.data["observations"][:, :100, 0] = np.arange(100)  # stamp each transition with its time index
+    ids = np.arange(trainer.n_train)
+    counts = set()
+    for _ in range(60):
+        context = trainer._context(ids)  # [T, k * length, context dim]
+        assert context.shape[1] % length == 0
+        counts.add(context.shape[1] // length)
+        stamps = context[..., 0]
+        assert torch.all(stamps[:, 1:] - stamps[:, :-1] == 1)
+    assert counts == {1, 2, 3}
