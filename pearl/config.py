@@ -95,7 +95,7 @@ class AlgoConfig:
         "uniform", "how a training context is drawn from a task's context buffer (for the gradient steps and for "
         "the posterior-z episodes of collection): 'uniform' (the paper's: embedding_batch_size transitions at "
         "random) or 'episodes' (k episode lengths of consecutive transitions, k uniform in "
-        "1..embedding_batch_size // max_path_length, one k per meta-batch: the encoder also learns from contexts "
+        "1..max(1, embedding_batch_size // max_path_length), one k per meta-batch: the encoder also learns from contexts "
         "as short as a meta-test's first episodes, on a sparse task often without a reward)",
         choices=("uniform", "episodes"),
     )

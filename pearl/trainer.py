@@ -195,6 +195,8 @@ class Trainer:
         return _Mixed(prior, post, torch.as_tensor(has_context, device=self.device))
 
     def _context(self, task_ids: np.ndarray) -> torch.Tensor:
+        """``[T, N, context dim]`` a training context per task: N = embedding_batch_size transitions, or with
+        ``context_window: episodes`` k episode lengths (at least one) of consecutive transitions."""
         n, sequential = self.cfg.algo.embedding_batch_size, self.agent.encoder.recurrent
         if self.cfg.algo.context_window == "episodes":
             k = int(self.rng.integers(1, max(n // self.max_path_length, 1) + 1))
