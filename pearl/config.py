@@ -106,7 +106,12 @@ class AlgoConfig:
     critic_reward: str = _field(
         "dense", "the reward the critic learns from on a sparse task: 'dense' (the paper's: the env's dense "
         "reward) or 'sparse' (the one the context sees; a critic that cannot score near misses gives a "
-        "policy no reason to hedge between candidate goals)", choices=("dense", "sparse"),
+        "policy no reason to hedge between candidate goals) or 'dense+sparse' (dense + critic_sparse_weight x sparse: "
+        "the dense term still pulls the policy toward goals it never reaches, the sparse term makes a hit worth more "
+        "than hedging between candidates)", choices=("dense", "sparse", "dense+sparse"),
+    )
+    critic_sparse_weight: float = _field(
+        1.0, "weight of the sparse reward in critic_reward 'dense+sparse' (set it only there)", check="nonneg"
     )
     autocast_bf16: bool = _field(
         False, "run the policy, Q and V matmuls in bfloat16 (torch.autocast; output layers, losses, encoder and "
@@ -448,6 +453,10 @@ def _validate(cfg: ExperimentConfig, where: str, *, check_registries: bool) -> N
     _validate_schedule(cfg.train, where)
     if any(s <= 0 for s in cfg.algo.hidden_sizes) or not cfg.algo.hidden_sizes:
         raise ConfigError(f"{where}: algo.hidden_sizes: expected a non-empty list of sizes > 0, got {cfg.algo.hidden_sizes}")
+    if cfg.algo.critic_sparse_weight != 1.0 and cfg.algo.critic_reward != "dense+sparse":
+        raise ConfigError(f"{where}: algo.critic_sparse_weight: weighs the sparse reward of critic_reward "
+                          f"'dense+sparse' only (critic_reward is {cfg.algo.critic_reward!r}), got "
+                          f"{cfg.algo.critic_sparse_weight}")
     device = cfg.device
     if not (device in ("cpu", "auto", "cuda", "mps") or device.startswith("cuda:")):
         raise ConfigError(f"{where}: device: expected 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto', got {device!r}")
@@ -462,9 +471,9 @@ def _validate(cfg: ExperimentConfig, where: str, *, check_registries: bool) -> N
             f"{where}: env.name: expected a registered task family ({', '.join(sorted(families))}), got {cfg.env.name!r}"
         )
     sparse = families[cfg.env.name].sparse_reward
-    if cfg.algo.critic_reward == "sparse" and not sparse:
-        raise ConfigError(f"{where}: algo.critic_reward: 'sparse' needs a task family with a sparse reward; "
-                          f"{cfg.env.name!r} has none")
+    if cfg.algo.critic_reward != "dense" and not sparse:
+        raise ConfigError(f"{where}: algo.critic_reward: {cfg.algo.critic_reward!r} needs a task family with a sparse "
+                          f"reward; {cfg.env.name!r} has none")
     if cfg.algo.sparse_rewards is not None and cfg.algo.sparse_rewards != sparse:
         kind = "a sparse reward, which the context sees" if sparse else "no sparse reward"
         raise ConfigError(

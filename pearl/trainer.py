@@ -223,6 +223,8 @@ class Trainer:
             batch = self.rl_buffer.sample(task_ids, a.batch_size, self.rng, device=self.device)
             if a.critic_reward == "sparse":
                 batch = batch._replace(rewards=batch.sparse_rewards)
+            elif a.critic_reward == "dense+sparse":
+                batch = batch._replace(rewards=batch.rewards + a.critic_sparse_weight * batch.sparse_rewards)
             context = self._context(task_ids)
             try:
                 out = self.learner.update(batch, context)

@@ -5,6 +5,7 @@ are the sparse task's, logged to the run."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -67,11 +68,52 @@ def test_critic_reward_sparse_gives_the_critic_the_rewards_the_context_sees(tiny
     assert all(torch.all((r == 0) | (r > 0.8)) for r, _ in seen)  # sparse: never a dense -distance
 
 
-def test_critic_reward_sparse_is_refused_on_a_family_without_a_sparse_reward(tiny_config_dict: dict) -> None:
+def test_critic_reward_dense_plus_sparse_gives_the_critic_the_weighted_sum(tiny_config_dict: dict) -> None:
+    tiny_config_dict["env"]["name"] = "sparse-point-robot"
+    tiny_config_dict["env"]["kwargs"] = {"goal_radius": 0.9}  # many steps inside: both terms show
+    tiny_config_dict["train"]["num_iterations"] = 1
+    tiny_config_dict["algo"].update(critic_reward="dense+sparse", critic_sparse_weight=5.0)
+    cfg = config_from_dict(tiny_config_dict, "tiny")
+    seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (critic's, buffer's dense, buffer's sparse)
+    with runs.start(cfg) as run:
+        trainer = run.trainer
+        sample, update = trainer.rl_buffer.sample, trainer.learner.update
+        drawn = []
+
+        def recording_sample(*args, **kwargs):
+            drawn.append(sample(*args, **kwargs))
+            return drawn[-1]
+
+        def recording_update(batch, context: torch.Tensor):
+            seen.append((batch.rewards.clone(), drawn[-1].rewards.clone(), drawn[-1].sparse_rewards.clone()))
+            return update(batch, context)
+
+        trainer.rl_buffer.sample, trainer.learner.update = recording_sample, recording_update
+        assert run.train().status == "FINISHED"
+    assert seen
+    for critic, dense, sparse in seen:
+        torch.testing.assert_close(critic, dense + 5.0 * sparse)
+    sparse = torch.cat([s.flatten() for _, _, s in seen])
+    assert (sparse > 0).any() and (sparse == 0).any()
+
+
+@pytest.mark.parametrize("critic_reward", ["sparse", "dense+sparse"])
+def test_a_sparse_critic_reward_is_refused_on_a_family_without_a_sparse_reward(
+    tiny_config_dict: dict, critic_reward: str
+) -> None:
     from pearl.config import ConfigError
 
-    tiny_config_dict["algo"]["critic_reward"] = "sparse"
-    with pytest.raises(ConfigError, match="algo.critic_reward: 'sparse' needs a task family with a sparse reward"):
+    tiny_config_dict["algo"]["critic_reward"] = critic_reward
+    with pytest.raises(ConfigError, match=re.escape(f"algo.critic_reward: '{critic_reward}' needs a task family with a sparse")):
+        config_from_dict(tiny_config_dict, "tiny")
+
+
+def test_critic_sparse_weight_is_refused_without_dense_plus_sparse(tiny_config_dict: dict) -> None:
+    from pearl.config import ConfigError
+
+    tiny_config_dict["env"]["name"] = "sparse-point-robot"
+    tiny_config_dict["algo"].update(critic_reward="sparse", critic_sparse_weight=5.0)
+    with pytest.raises(ConfigError, match="algo.critic_sparse_weight: weighs the sparse reward of critic_reward"):
         config_from_dict(tiny_config_dict, "tiny")
 
 
