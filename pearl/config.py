@@ -113,6 +113,16 @@ class AlgoConfig:
     critic_sparse_weight: float = _field(
         1.0, "weight of the sparse reward in critic_reward 'dense+sparse' (set it only there)", check="nonneg"
     )
+    reward_decoder_weight: float = _field(
+        0.0, "weight 1/(2 sigma^2) of a reward decoder's Gaussian likelihood on the encoder (0 = off, the paper): "
+        "a decoder predicts the context's own rewards from its (s, a) and z ~ q(z|c), summed over its "
+        "transitions; with the KL a VAE on the context, whose q(z|c) approaches p(z|c) (broad after a context "
+        "that rules little out, as posterior sampling needs)", check="nonneg"
+    )
+    critic_trains_encoder: bool = _field(
+        True, "the critic's loss reaches the encoder (the paper); false needs reward_decoder_weight > 0 and "
+        "leaves the encoder to the decoder and the KL"
+    )
     autocast_bf16: bool = _field(
         False, "run the policy, Q and V matmuls in bfloat16 (torch.autocast; output layers, losses, encoder and "
         "optimiser stay float32): faster on CPUs with AVX512-BF16/AMX and on recent GPUs (benchmarks/README.md)"
@@ -453,6 +463,9 @@ def _validate(cfg: ExperimentConfig, where: str, *, check_registries: bool) -> N
     _validate_schedule(cfg.train, where)
     if any(s <= 0 for s in cfg.algo.hidden_sizes) or not cfg.algo.hidden_sizes:
         raise ConfigError(f"{where}: algo.hidden_sizes: expected a non-empty list of sizes > 0, got {cfg.algo.hidden_sizes}")
+    if not cfg.algo.critic_trains_encoder and cfg.algo.reward_decoder_weight == 0:
+        raise ConfigError(f"{where}: algo.critic_trains_encoder: false needs algo.reward_decoder_weight > 0 (the "
+                          "encoder would learn from the KL alone), got reward_decoder_weight 0")
     if cfg.algo.critic_sparse_weight != 1.0 and cfg.algo.critic_reward != "dense+sparse":
         raise ConfigError(f"{where}: algo.critic_sparse_weight: weighs the sparse reward of critic_reward "
                           f"'dense+sparse' only (critic_reward is {cfg.algo.critic_reward!r}), got "

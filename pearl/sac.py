@@ -6,6 +6,8 @@ z detached, and V' is the variant's value of the next state::
     q_target = reward_scale · r + (1 - d) · γ · V'(s', z̄)
     L_critic = Σ_{i=1,2} mean (Q_i(s, a, z) - q_target)²          → Q_1, Q_2, encoder
     L_kl     = kl_lambda · Σ_tasks KL(q(z|c) ‖ p(z))                → encoder
+    optional (off in the paper; ``reward_decoder_weight``, ``critic_trains_encoder: false`` detaches z in L_critic):
+    L_dec    = reward_decoder_weight · Σ_tasks Σ_{(s,a,r) ∈ c} (r̂(s, a, z) - r)²   → decoder r̂, encoder
     then the variant's actor step on ã ~ π(·|s, z̄), with Q after its update.
 
 ``pearl`` (:class:`PearlSAC`, the paper's): a value network V and its Polyak target; the entropy
@@ -78,10 +80,18 @@ class SACLearner(nn.Module):
         super().__init__()
         self.agent, self.cfg = agent, cfg
         self.qf = EnsembleMLP(2, obs_dim + action_dim + agent.latent_dim, cfg.hidden_sizes, 1)
+        # optional: r̂(s, a, z) of the context's own transitions, trained with the encoder (its optimiser and rate)
+        self._sa_dim = obs_dim + action_dim  # a context row is (s, a, r, ...): r at this index
+        self.reward_decoder = (
+            MLP(self._sa_dim + agent.latent_dim, cfg.hidden_sizes, 1) if cfg.reward_decoder_weight > 0 else None
+        )
+        encoder_params = list(agent.encoder.parameters())
+        if self.reward_decoder is not None:
+            encoder_params += list(self.reward_decoder.parameters())
         self.optimizers: dict[str, Adam] = {
             "policy": Adam(agent.policy.parameters(), lr=cfg.policy_lr),
             "qf": Adam(self.qf.parameters(), lr=cfg.qf_lr),
-            "context": Adam(agent.encoder.parameters(), lr=cfg.context_lr),
+            "context": Adam(encoder_params, lr=cfg.context_lr),
         }
         # CUDA graphs (compile mode 'reduce-overhead') replay into static memory that the next replay
         # overwrites, so outputs that outlive a call are cloned and each update starts a new step
@@ -138,13 +148,25 @@ class SACLearner(nn.Module):
         kl = self.agent.encoder.kl_to_prior(posterior)  # [T]
         z_rows = z.unsqueeze(1).expand(T, B, z.shape[-1]).reshape(T * B, -1)
 
-        # critic + KL → Q networks and encoder
+        # critic + KL (+ reward decoder) → Q networks and encoder
         loss_critic, q_mean = self._critic_loss_fn(
-            obs, flat(batch.actions), flat(batch.rewards), flat(batch.terminals), flat(batch.next_observations), z_rows
+            obs, flat(batch.actions), flat(batch.rewards), flat(batch.terminals), flat(batch.next_observations),
+            z_rows if self.cfg.critic_trains_encoder else z_rows.detach(),
         )
         loss_kl = self.cfg.kl_lambda * kl.sum()
+        loss = loss_critic + loss_kl
+        decoder_out = {}
+        if self.reward_decoder is not None:
+            # a VAE on the context: its rewards from its (s, a) and z, a Gaussian log-likelihood summed over every
+            # transition (weight = 1 / 2σ²), so that q(z|c) approaches the posterior p(z|c) of that model
+            sa, reward = context[..., : self._sa_dim], context[..., self._sa_dim : self._sa_dim + 1]  # [T, N, O+A], [T, N, 1]
+            z_context = z.unsqueeze(1).expand(T, context.shape[1], z.shape[-1])
+            predicted = self.reward_decoder(torch.cat([sa, z_context], -1))
+            loss_decoder = self.cfg.reward_decoder_weight * (predicted - reward).square().sum()
+            loss = loss + loss_decoder
+            decoder_out["loss_decoder"] = loss_decoder.detach()
         self._zero_grad("qf", "context")
-        (loss_critic + loss_kl).backward()
+        loss.backward()
         self._step("qf", "context")
 
         # PEARL: the actor (and the variant's other networks) sees z detached
@@ -155,6 +177,7 @@ class SACLearner(nn.Module):
             kl=kl.detach().mean(),
             q_mean=q_mean,
             posterior_std=_posterior_std(posterior),
+            **decoder_out,
         )
         return out
 

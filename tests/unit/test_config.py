@@ -61,6 +61,8 @@ def test_experiments_exist() -> None:
         ({"train": {"lr_decay_start": -1}}, "train.lr_decay_start", ">= 0"),
         ({"train": {"lr_decay_factor": 1.5}}, "train.lr_decay_factor", "[0, 1]"),
         ({"algo": {"critic_reward": "shaped"}}, "algo.critic_reward", "'dense'"),
+        ({"algo": {"critic_trains_encoder": False}}, "algo.critic_trains_encoder", "reward_decoder_weight > 0"),
+        ({"algo": {"reward_decoder_weight": -1}}, "algo.reward_decoder_weight", ">= 0"),
         ({"algo": {"hidden_sizes": [64, "x"]}}, "algo.hidden_sizes[1]", "an integer"),
         ({"env": {"name": "no-such-env"}}, "env.name", "point-robot"),
         ({"encoder": {"name": "no-such-encoder"}}, "encoder.name", "mlp"),

@@ -96,6 +96,43 @@ def test_both_critic_and_kl_reach_the_encoder() -> None:
         assert sum(float(g.abs().sum()) for g in seen) > 0, kwargs
 
 
+@pytest.mark.parametrize("critic_trains_encoder", [False, True])
+def test_reward_decoder_trains_the_encoder_with_the_kl(critic_trains_encoder: bool) -> None:
+    """With a reward decoder (a VAE on the context) the encoder's gradient is that of KL + decoder loss (+ the
+    critic's when it trains the encoder); the decoder steps with the encoder's optimiser."""
+    learner = _learner(kl_lambda=0.3, reward_decoder_weight=7.0, critic_trains_encoder=critic_trains_encoder)
+    reference = copy.deepcopy(learner)
+    batch, context = _batch()
+    seen = _encoder_grads_at_context_step(learner)
+    decoder_before = [p.clone() for p in learner.reward_decoder.parameters()]
+
+    torch.manual_seed(123)
+    out = learner.update(batch, context)
+
+    torch.manual_seed(123)
+    ref = reference
+    posterior = ref.agent.posterior(context)
+    z = posterior.rsample()
+    flat = lambda x: x.reshape(T * B, -1)  # noqa: E731
+    z_rows = flat(z[:, None].expand(T, B, L))
+    # the context's rows are (s, a, r): its rewards from its (s, a) and the task's z, summed
+    inputs = torch.cat([context[..., : O + A], z[:, None].expand(T, N, L)], -1)
+    loss_decoder = 7.0 * ((ref.reward_decoder(inputs) - context[..., O + A :]) ** 2).sum()
+    loss = loss_decoder + 0.3 * ref.agent.encoder.kl_to_prior(posterior).sum()
+    if critic_trains_encoder:
+        with torch.no_grad():
+            target = ref.cfg.reward_scale * flat(batch.rewards) + ref.cfg.discount * ref.target_vf(
+                torch.cat([flat(batch.next_observations), z_rows], -1))
+        q = ref.qf(torch.cat([flat(batch.observations), flat(batch.actions), z_rows], -1))
+        loss = loss + ((q - target) ** 2).mean(dim=(1, 2)).sum()
+    expected = torch.autograd.grad(loss, list(ref.agent.encoder.parameters()))
+
+    for got, want in zip(seen, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(out["loss_decoder"], loss_decoder.detach())
+    assert any(not torch.equal(a, b) for a, b in zip(decoder_before, learner.reward_decoder.parameters()))
+
+
 def test_actor_loss_does_not_reach_the_encoder() -> None:
     learner = _learner()
     batch, context = _batch()
