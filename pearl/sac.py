@@ -155,11 +155,12 @@ class SACLearner(nn.Module):
         )
         loss_kl = self.cfg.kl_lambda * kl.sum()
         loss = loss_critic + loss_kl
-        decoder_out = {}
+        decoder_out: dict[str, torch.Tensor] = {}
         if self.reward_decoder is not None:
             # a VAE on the context: its rewards from its (s, a) and z, a Gaussian log-likelihood summed over every
             # transition (weight = 1 / 2σ²), so that q(z|c) approaches the posterior p(z|c) of that model
-            sa, reward = context[..., : self._sa_dim], context[..., self._sa_dim : self._sa_dim + 1]  # [T, N, O+A], [T, N, 1]
+            sa = context[..., : self._sa_dim]  # [T, N, O+A]
+            reward = context[..., self._sa_dim : self._sa_dim + 1]  # [T, N, 1]
             z_context = z.unsqueeze(1).expand(T, context.shape[1], z.shape[-1])
             predicted = self.reward_decoder(torch.cat([sa, z_context], -1))
             loss_decoder = self.cfg.reward_decoder_weight * (predicted - reward).square().sum()

@@ -104,7 +104,8 @@ def test_a_sparse_critic_reward_is_refused_on_a_family_without_a_sparse_reward(
     from pearl.config import ConfigError
 
     tiny_config_dict["algo"]["critic_reward"] = critic_reward
-    with pytest.raises(ConfigError, match=re.escape(f"algo.critic_reward: '{critic_reward}' needs a task family with a sparse")):
+    expected = f"algo.critic_reward: '{critic_reward}' needs a task family with a sparse reward"
+    with pytest.raises(ConfigError, match=re.escape(expected)):
         config_from_dict(tiny_config_dict, "tiny")
 
 
