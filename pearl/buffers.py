@@ -186,6 +186,11 @@ def make_context(batch: TransitionBatch, *, use_next_obs: bool, sparse_rewards: 
     return torch.cat(parts, dim=-1)
 
 
+def context_reward_index(obs_dim: int, action_dim: int) -> int:
+    """Column of the reward in a context row ``(s, a, r, ...)`` of :func:`make_context`."""
+    return obs_dim + action_dim
+
+
 def context_dim(obs_dim: int, action_dim: int, *, use_next_obs: bool) -> int:
     """Size C of one context transition."""
     return obs_dim + action_dim + 1 + (obs_dim if use_next_obs else 0)

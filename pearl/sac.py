@@ -45,7 +45,7 @@ from torch import nn
 
 from encoders.moments import posterior_moments
 from pearl.agent import PEARLAgent
-from pearl.buffers import TransitionBatch
+from pearl.buffers import TransitionBatch, context_reward_index
 from pearl.config import AlgoConfig
 from pearl.networks import MLP, EnsembleMLP, PolicyOutput
 from pearl.optim import Adam
@@ -81,9 +81,9 @@ class SACLearner(nn.Module):
         self.agent, self.cfg = agent, cfg
         self.qf = EnsembleMLP(2, obs_dim + action_dim + agent.latent_dim, cfg.hidden_sizes, 1)
         # optional: r̂(s, a, z) of the context's own transitions, trained with the encoder (its optimiser and rate)
-        self._sa_dim = obs_dim + action_dim  # a context row is (s, a, r, ...): r at this index
+        self._reward_col = context_reward_index(obs_dim, action_dim)  # a context row is (s, a, r, ...)
         self.reward_decoder = (
-            MLP(self._sa_dim + agent.latent_dim, cfg.hidden_sizes, 1) if cfg.reward_decoder_weight > 0 else None
+            MLP(self._reward_col + agent.latent_dim, cfg.hidden_sizes, 1) if cfg.reward_decoder_weight > 0 else None
         )
         encoder_params = list(agent.encoder.parameters())
         if self.reward_decoder is not None:
@@ -159,8 +159,8 @@ class SACLearner(nn.Module):
         if self.reward_decoder is not None:
             # a VAE on the context: its rewards from its (s, a) and z, a Gaussian log-likelihood summed over every
             # transition (weight = 1 / 2σ²), so that q(z|c) approaches the posterior p(z|c) of that model
-            sa = context[..., : self._sa_dim]  # [T, N, O+A]
-            reward = context[..., self._sa_dim : self._sa_dim + 1]  # [T, N, 1]
+            sa = context[..., : self._reward_col]  # [T, N, O+A]
+            reward = context[..., self._reward_col : self._reward_col + 1]  # [T, N, 1]
             z_context = z.unsqueeze(1).expand(T, context.shape[1], z.shape[-1])
             predicted = self.reward_decoder(torch.cat([sa, z_context], -1))
             loss_decoder = self.cfg.reward_decoder_weight * (predicted - reward).square().sum()

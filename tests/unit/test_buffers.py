@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pearl.buffers import MultiTaskBuffer, context_dim, make_context
+from pearl.buffers import MultiTaskBuffer, context_dim, context_reward_index, make_context
 
 
 def _fill(buf: MultiTaskBuffer, task: int, start: int, n: int) -> None:
@@ -97,6 +97,7 @@ def test_context_layout(use_next_obs: bool, sparse: bool) -> None:
     assert ctx.shape == (3, 4, context_dim(2, 2, use_next_obs=use_next_obs))
     expected_reward = batch.sparse_rewards if sparse else batch.rewards
     assert torch.equal(ctx[..., 4:5], expected_reward)
+    assert context_reward_index(2, 2) == 4
     if use_next_obs:
         assert torch.equal(ctx[..., 5:], batch.next_observations)
 
