@@ -148,6 +148,13 @@ class MultiTaskBuffer:
         idx = (self.heads[task_id] - size + np.arange(size)) % self.capacity
         return TransitionBatch(*(torch.from_numpy(self.data[k][task_id, idx][None]).to(device) for k in _FIELDS))
 
+    def holds_nonzero(self, field: str) -> np.ndarray:
+        """``[n_tasks]`` bool: whether any stored transition of each task has a non-zero ``field``."""
+        values = self.data[field][:, : self._rows, 0]  # [n_tasks, rows]
+        logical = (np.arange(self._rows)[None, :] - self.heads[:, None]) % self.capacity  # slot age, newest last
+        valid = logical >= self.capacity - self.sizes[:, None]
+        return ((values != 0) & valid).any(axis=1)
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """The used part of every array plus the counters (for checkpoints)."""
         top = int(self.sizes.max()) if self.n_tasks else 0

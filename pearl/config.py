@@ -123,6 +123,19 @@ class AlgoConfig:
         True, "the critic's loss reaches the encoder (the paper); false needs reward_decoder_weight > 0 and "
         "leaves the encoder to the decoder and the KL"
     )
+    rl_context: str = _field(
+        "same", "the context whose q(z|c) gives the critic's and actor's z: 'same' (the paper's: the encoder's "
+        "training context) or 'uniform' (a second draw, embedding_batch_size transitions at random from the task's "
+        "context buffer, z detached; with context_window: episodes and critic_trains_encoder: false, the encoder "
+        "learns from short contexts while the policy learns to act on a z that names its task, as posterior sampling "
+        "assumes, instead of hedging over what a reward-free context leaves open)", choices=("same", "uniform"),
+    )
+    rl_tasks: str = _field(
+        "all", "the tasks of a gradient step's meta-batch: 'all' (the paper's: uniform over the training tasks) or, on a "
+        "sparse task with rl_context: uniform, 'rewarded' (only tasks whose context buffer holds a sparse reward, all "
+        "while none does): the policy then never learns from a z that a reward-free context left broad",
+        choices=("all", "rewarded"),
+    )
     autocast_bf16: bool = _field(
         False, "run the policy, Q and V matmuls in bfloat16 (torch.autocast; output layers, losses, encoder and "
         "optimiser stay float32): faster on CPUs with AVX512-BF16/AMX and on recent GPUs (benchmarks/README.md)"
@@ -466,6 +479,14 @@ def _validate(cfg: ExperimentConfig, where: str, *, check_registries: bool) -> N
     if not cfg.algo.critic_trains_encoder and cfg.algo.reward_decoder_weight == 0:
         raise ConfigError(f"{where}: algo.critic_trains_encoder: false needs algo.reward_decoder_weight > 0 (the "
                           "encoder would learn from the KL alone), got reward_decoder_weight 0")
+    if cfg.algo.rl_context == "uniform" and (cfg.algo.critic_trains_encoder or cfg.algo.context_window != "episodes"):
+        raise ConfigError(f"{where}: algo.rl_context: 'uniform' needs algo.context_window: episodes (else both contexts "
+                          "are the same kind of draw) and algo.critic_trains_encoder: false (else the critic would "
+                          "train the encoder on a context that neither the KL nor the decoder sees), got context_window "
+                          f"{cfg.algo.context_window!r}, critic_trains_encoder {str(cfg.algo.critic_trains_encoder).lower()}")
+    if cfg.algo.rl_tasks == "rewarded" and cfg.algo.rl_context != "uniform":
+        raise ConfigError(f"{where}: algo.rl_tasks: 'rewarded' needs algo.rl_context: uniform (else the policy's z comes "
+                          f"from a window that may hold no reward), got rl_context {cfg.algo.rl_context!r}")
     if cfg.algo.critic_sparse_weight != 1.0 and cfg.algo.critic_reward != "dense+sparse":
         raise ConfigError(f"{where}: algo.critic_sparse_weight: weighs the sparse reward of critic_reward "
                           f"'dense+sparse' only (critic_reward is {cfg.algo.critic_reward!r}), got "
@@ -484,6 +505,9 @@ def _validate(cfg: ExperimentConfig, where: str, *, check_registries: bool) -> N
             f"{where}: env.name: expected a registered task family ({', '.join(sorted(families))}), got {cfg.env.name!r}"
         )
     sparse = families[cfg.env.name].sparse_reward
+    if cfg.algo.rl_tasks != "all" and not sparse:
+        raise ConfigError(f"{where}: algo.rl_tasks: {cfg.algo.rl_tasks!r} needs a task family with a sparse reward; "
+                          f"{cfg.env.name!r} has none")
     if cfg.algo.critic_reward != "dense" and not sparse:
         raise ConfigError(f"{where}: algo.critic_reward: {cfg.algo.critic_reward!r} needs a task family with a sparse "
                           f"reward; {cfg.env.name!r} has none")

@@ -8,6 +8,7 @@ z detached, and V' is the variant's value of the next state::
     L_kl     = kl_lambda · Σ_tasks KL(q(z|c) ‖ p(z))                → encoder
     optional (off in the paper; ``reward_decoder_weight``, ``critic_trains_encoder: false`` detaches z in L_critic):
     L_dec    = reward_decoder_weight · Σ_tasks Σ_{(s,a,r) ∈ c} (r̂(s, a, z) - r)²   → decoder r̂, encoder
+    and with ``rl_context: uniform`` the critic and actor take z̄ ~ q(z|c_rl) of a second context instead.
     then the variant's actor step on ã ~ π(·|s, z̄), with Q after its update.
 
 ``pearl`` (:class:`PearlSAC`, the paper's): a value network V and its Polyak target; the entropy
@@ -126,15 +127,17 @@ class SACLearner(nn.Module):
         for name in names:
             self.optimizers[name].step()
 
-    def update(self, batch: TransitionBatch, context: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One gradient step on a meta-batch.
+    def update(self, batch: TransitionBatch, context: torch.Tensor,
+               rl_context: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One gradient step on a meta-batch. ``rl_context`` (``rl_context: uniform``) gives the critic and the
+        actor their z, detached; the KL and the decoder stay on ``context``.
 
         Returns detached scalar tensors (no host sync in the hot path): ``loss_critic``,
         ``loss_kl`` (weighted), ``kl`` (per task), ``loss_policy``, ``log_pi``, ``q_mean``,
         ``posterior_std`` and the variant's own terms (``loss_value`` or ``loss_alpha``/``alpha``).
 
         Shapes:
-            batch fields [T, B, dim]; context [T, N, C].
+            batch fields [T, B, dim]; context [T, N, C]; rl_context [T, N', C].
         """
         if self._cudagraphs:
             torch.compiler.cudagraph_mark_step_begin()
@@ -146,7 +149,12 @@ class SACLearner(nn.Module):
         posterior = self.agent.posterior(context)
         z = posterior.rsample()  # reparameterised: critic gradients reach the encoder
         kl = self.agent.encoder.kl_to_prior(posterior)  # [T]
-        z_rows = z.unsqueeze(1).expand(T, B, z.shape[-1]).reshape(T * B, -1)
+        if rl_context is not None:
+            with torch.no_grad():
+                z_rl = self.agent.posterior(rl_context).sample()
+        else:
+            z_rl = z
+        z_rows = z_rl.unsqueeze(1).expand(T, B, z.shape[-1]).reshape(T * B, -1)
 
         # critic + KL (+ reward decoder) → Q networks and encoder
         loss_critic, q_mean = self._critic_loss_fn(

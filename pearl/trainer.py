@@ -194,11 +194,11 @@ class Trainer:
         prior, post = self.agent.prior(len(task_ids)), self.agent.posterior(self._context(task_ids[has_context]))
         return _Mixed(prior, post, torch.as_tensor(has_context, device=self.device))
 
-    def _context(self, task_ids: np.ndarray) -> torch.Tensor:
+    def _context(self, task_ids: np.ndarray, window: str | None = None) -> torch.Tensor:
         """``[T, N, context dim]`` a training context per task: N = embedding_batch_size transitions, or with
-        ``context_window: episodes`` k episode lengths (at least one) of consecutive transitions."""
+        ``context_window`` (or ``window``) ``episodes`` k episode lengths (at least one) of consecutive transitions."""
         n, sequential = self.cfg.algo.embedding_batch_size, self.agent.encoder.recurrent
-        if self.cfg.algo.context_window == "episodes":
+        if (window or self.cfg.algo.context_window) == "episodes":
             k = int(self.rng.integers(1, max(n // self.max_path_length, 1) + 1))
             n, sequential = k * self.max_path_length, True
         batch = self.enc_buffer.sample(task_ids, n, self.rng, sequential=sequential, device=self.device)
@@ -218,16 +218,21 @@ class Trainer:
         """``n_steps`` gradient steps; returns the mean of every loss term."""
         a = self.cfg.algo
         totals: dict[str, torch.Tensor] = {}
+        pool = np.arange(self.n_train)
+        if a.rl_tasks == "rewarded":  # the context buffers change only in collection
+            rewarded = np.flatnonzero(self.enc_buffer.holds_nonzero("sparse_rewards"))
+            pool = rewarded if len(rewarded) else pool
         for step in range(n_steps):
-            task_ids = self.rng.integers(0, self.n_train, a.meta_batch)
+            task_ids = pool[self.rng.integers(0, len(pool), a.meta_batch)]
             batch = self.rl_buffer.sample(task_ids, a.batch_size, self.rng, device=self.device)
             if a.critic_reward == "sparse":
                 batch = batch._replace(rewards=batch.sparse_rewards)
             elif a.critic_reward == "dense+sparse":
                 batch = batch._replace(rewards=batch.rewards + a.critic_sparse_weight * batch.sparse_rewards)
             context = self._context(task_ids)
+            rl_context = self._context(task_ids, window="uniform") if a.rl_context == "uniform" else None
             try:
-                out = self.learner.update(batch, context)
+                out = self.learner.update(batch, context, rl_context)
             except (ValueError, RuntimeError):
                 # NaN weights make distributions refuse their parameters mid-iteration: report the
                 # divergence (and the losses that went non-finite so far), not the symptom

@@ -109,3 +109,19 @@ def test_memory_follows_the_data_not_the_capacity() -> None:
     allocated = sum(a.nbytes for a in buf.data.values())
     assert allocated < 80 * 1024 * 9 * 4  # rows grew to about the 200 stored, far from a million
     assert buf.all_of(7).rewards[0, :, 0].tolist() == list(range(200))
+
+
+def test_holds_nonzero_sees_only_stored_transitions() -> None:
+    buf = MultiTaskBuffer(n_tasks=4, capacity=8, obs_dim=1, action_dim=1)
+    zeros, obs, act = np.zeros(6), np.zeros((6, 1)), np.zeros((6, 1))
+    one_hit = zeros.copy()
+    one_hit[4] = 0.7
+    buf.add(0, obs, act, zeros, obs, zeros, sparse_rewards=zeros)
+    buf.add(1, obs, act, zeros, obs, zeros, sparse_rewards=one_hit)
+    buf.add(2, obs, act, zeros, obs, zeros, sparse_rewards=one_hit[::-1])  # the hit at step 1 ...
+    buf.add(2, obs, act, zeros, obs, zeros, sparse_rewards=zeros)  # ... is overwritten by the ring
+    buf.add(3, obs, act, zeros, obs, zeros, sparse_rewards=one_hit)
+    buf.clear(3)
+    buf.add(3, obs[:2], act[:2], zeros[:2], obs[:2], zeros[:2], sparse_rewards=zeros[:2])
+    assert buf.holds_nonzero("sparse_rewards").tolist() == [False, True, False, False]
+    assert not buf.holds_nonzero("rewards").any()

@@ -128,3 +128,49 @@ def test_episode_window_contexts_are_k_episode_lengths_of_consecutive_transition
         stamps = context[..., 0]
         assert torch.all(stamps[:, 1:] - stamps[:, :-1] == 1)
     assert counts == {1, 2, 3}
+
+
+def test_rl_context_is_a_second_uniform_draw(tiny_config_dict: dict) -> None:
+    """``rl_context: uniform``: each gradient step hands the learner an episode-window context for the encoder
+    and a separate embedding_batch_size-transition draw for the critic's and actor's z."""
+    tiny_config_dict["algo"].update(context_window="episodes", embedding_batch_size=70, rl_context="uniform",
+                                    reward_decoder_weight=1.0, critic_trains_encoder=False)
+    tiny_config_dict["train"]["num_initial_steps"] = 100
+    trainer = Trainer(config_from_dict(tiny_config_dict, "tiny"))
+    trainer.collect_initial()
+    shapes = []
+    update = trainer.learner.update
+    trainer.learner.update = lambda batch, context, rl: shapes.append((context.shape, rl.shape)) or update(
+        batch, context, rl)
+    trainer.train_steps(4)
+    length, meta_batch = trainer.max_path_length, trainer.cfg.algo.meta_batch
+    assert len(shapes) == 4
+    for context, rl in shapes:
+        assert context[0] == rl[0] == meta_batch and context[1] % length == 0 and context[1] <= 70
+        assert rl[1] == 70
+
+
+def test_rewarded_rl_tasks_draw_meta_batches_from_tasks_whose_context_holds_a_reward(tiny_config_dict: dict) -> None:
+    """``rl_tasks: rewarded``: every gradient step's tasks come from those whose context buffer holds a sparse
+    reward; with none, from all."""
+    tiny_config_dict["env"] = {"name": "sparse-point-robot", "n_train_tasks": 6, "n_test_tasks": 2, "max_path_length": 10}
+    tiny_config_dict["algo"].update(context_window="episodes", rl_context="uniform", rl_tasks="rewarded",
+                                    reward_decoder_weight=1.0, critic_trains_encoder=False)
+    tiny_config_dict["train"]["num_initial_steps"] = 20
+    trainer = Trainer(config_from_dict(tiny_config_dict, "tiny"))
+    trainer.collect_initial()
+    trainer.rl_buffer.data["observations"][:, :, 0] = np.arange(6)[:, None]  # stamp each task's RL rows
+    drawn: list[set[int]] = []
+    update = trainer.learner.update
+    trainer.learner.update = lambda batch, context, rl: drawn.append(
+        {int(t) for t in batch.observations[..., 0].unique()}) or update(batch, context, rl)
+
+    def tasks_of(steps: int) -> set[int]:
+        drawn.clear()
+        trainer.train_steps(steps)
+        return set().union(*drawn)
+
+    trainer.enc_buffer.data["sparse_rewards"][:] = 0.0
+    assert len(tasks_of(10)) > 2
+    trainer.enc_buffer.data["sparse_rewards"][[1, 4], 3] = 0.5
+    assert tasks_of(20) == {1, 4}

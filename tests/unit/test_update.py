@@ -88,6 +88,45 @@ def test_encoder_is_trained_by_critic_and_kl_only(variant: str) -> None:
     assert any(g.abs().sum() > 0 for g in seen)
 
 
+@pytest.mark.parametrize("variant", ["pearl", "modern"])
+def test_rl_context_gives_critic_and_actor_their_z(variant: str) -> None:
+    """``rl_context: uniform``: the critic and the actor act on z ~ q(z|c_rl), detached; the encoder's
+    gradient is the KL's and the decoder's on the training context alone, whatever c_rl holds."""
+    learner = _learner(variant, kl_lambda=0.3, reward_decoder_weight=2.0, critic_trains_encoder=False,
+                       context_window="episodes", rl_context="uniform")
+    reference = copy.deepcopy(learner)
+    batch, context = _batch()
+    rl_context = _batch(seed=1)[1] * 3.0
+    seen = _encoder_grads_at_context_step(learner)
+    actor_z: list[torch.Tensor] = []
+    actor_step = learner.actor_step
+    learner.actor_step = lambda obs, z_bar: actor_z.append(z_bar) or actor_step(obs, z_bar)
+
+    torch.manual_seed(123)
+    out = learner.update(batch, context, rl_context)
+
+    torch.manual_seed(123)
+    ref = reference
+    posterior = ref.agent.posterior(context)
+    z = posterior.rsample()
+    z_rl = ref.agent.posterior(rl_context).sample()
+    assert not torch.allclose(z, z_rl)
+    flat = lambda x: x.reshape(T * B, -1)  # noqa: E731
+    rows = flat(z_rl[:, None].expand(T, B, L))
+    torch.testing.assert_close(actor_z[0], rows)
+    with torch.no_grad():
+        target = ref.cfg.reward_scale * flat(batch.rewards) + ref.cfg.discount * ref.next_value(
+            flat(batch.next_observations), rows)
+    q = ref.qf(torch.cat([flat(batch.observations), flat(batch.actions), rows], -1))
+    torch.testing.assert_close(out["loss_critic"], ((q - target) ** 2).mean(dim=(1, 2)).sum())
+    inputs = torch.cat([context[..., : O + A], z[:, None].expand(T, N, L)], -1)
+    loss = 2.0 * ((ref.reward_decoder(inputs) - context[..., O + A :]) ** 2).sum()
+    loss = loss + 0.3 * ref.agent.encoder.kl_to_prior(posterior).sum()
+    expected = torch.autograd.grad(loss, list(ref.agent.encoder.parameters()))
+    for got, want in zip(seen, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
 def test_both_critic_and_kl_reach_the_encoder() -> None:
     for kwargs in ({"kl_lambda": 0.0}, {"kl_lambda": 1.0, "reward_scale": 1e-9}):
         learner = _learner(**kwargs)
