@@ -130,6 +130,12 @@ class AlgoConfig:
         "learns from short contexts while the policy learns to act on a z that names its task, as posterior sampling "
         "assumes, instead of hedging over what a reward-free context leaves open)", choices=("same", "uniform"),
     )
+    reward_free_kl: float = _field(
+        0.0, "on a sparse task, an extra weight on KL(q(z|c) || p(z)) of the training contexts that hold no sparse "
+        "reward (0 = off, the paper): the encoder learns that a context without a reward tells little, so that "
+        "posterior sampling after one draws z near the prior (goals anywhere) instead of a code that explains no "
+        "reward at all", check="nonneg",
+    )
     rl_tasks: str = _field(
         "all", "the tasks of a gradient step's meta-batch: 'all' (the paper's: uniform over the training tasks) or, on a "
         "sparse task with rl_context: uniform, 'rewarded' (only tasks whose context buffer holds a sparse reward, all "
@@ -505,6 +511,9 @@ def _validate(cfg: ExperimentConfig, where: str, *, check_registries: bool) -> N
             f"{where}: env.name: expected a registered task family ({', '.join(sorted(families))}), got {cfg.env.name!r}"
         )
     sparse = families[cfg.env.name].sparse_reward
+    if cfg.algo.reward_free_kl > 0 and not sparse:
+        raise ConfigError(f"{where}: algo.reward_free_kl: weighs contexts without a sparse reward; {cfg.env.name!r} "
+                          "has no sparse reward")
     if cfg.algo.rl_tasks != "all" and not sparse:
         raise ConfigError(f"{where}: algo.rl_tasks: {cfg.algo.rl_tasks!r} needs a task family with a sparse reward; "
                           f"{cfg.env.name!r} has none")

@@ -8,6 +8,7 @@ z detached, and V' is the variant's value of the next state::
     L_kl     = kl_lambda · Σ_tasks KL(q(z|c) ‖ p(z))                → encoder
     optional (off in the paper; ``reward_decoder_weight``, ``critic_trains_encoder: false`` detaches z in L_critic):
     L_dec    = reward_decoder_weight · Σ_tasks Σ_{(s,a,r) ∈ c} (r̂(s, a, z) - r)²   → decoder r̂, encoder
+    L_rf     = reward_free_kl · Σ_{tasks whose c holds no reward} KL(q(z|c) ‖ p(z))                → encoder
     and with ``rl_context: uniform`` the critic and actor take z̄ ~ q(z|c_rl) of a second context instead.
     then the variant's actor step on ã ~ π(·|s, z̄), with Q after its update.
 
@@ -162,6 +163,9 @@ class SACLearner(nn.Module):
             z_rows if self.cfg.critic_trains_encoder else z_rows.detach(),
         )
         loss_kl = self.cfg.kl_lambda * kl.sum()
+        if self.cfg.reward_free_kl > 0:  # the context's reward column is the sparse reward on a sparse task
+            reward_free = (context[..., self._reward_col] == 0).all(dim=1)  # [T]
+            loss_kl = loss_kl + self.cfg.reward_free_kl * (kl * reward_free).sum()
         loss = loss_critic + loss_kl
         decoder_out: dict[str, torch.Tensor] = {}
         if self.reward_decoder is not None:

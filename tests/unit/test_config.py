@@ -68,6 +68,7 @@ def test_experiments_exist() -> None:
         ({"algo": {"rl_context": "uniform", "critic_trains_encoder": False, "reward_decoder_weight": 1.0}},
          "algo.rl_context", "context_window: episodes"),
         ({"algo": {"rl_tasks": "rewarded"}}, "algo.rl_tasks", "rl_context: uniform"),
+        ({"algo": {"reward_free_kl": 1.0}}, "algo.reward_free_kl", "no sparse reward"),
         ({"algo": {"rl_tasks": "rewarded", "rl_context": "uniform", "context_window": "episodes",
                    "critic_trains_encoder": False, "reward_decoder_weight": 1.0}}, "algo.rl_tasks", "sparse reward"),
         ({"algo": {"hidden_sizes": [64, "x"]}}, "algo.hidden_sizes[1]", "an integer"),

@@ -127,6 +127,16 @@ def test_rl_context_gives_critic_and_actor_their_z(variant: str) -> None:
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
 
 
+def test_reward_free_kl_weighs_only_contexts_without_a_reward() -> None:
+    learner = _learner(kl_lambda=0.5, reward_free_kl=3.0)
+    batch, context = _batch()
+    context[[1, 3], :, O + A] = 0.0  # tasks 1 and 3 saw no reward
+    context[4, 2:, O + A] = 0.0  # task 4 saw one
+    kl = learner.agent.encoder.kl_to_prior(learner.agent.posterior(context)).detach()
+    out = learner.update(batch, context)
+    torch.testing.assert_close(out["loss_kl"], 0.5 * kl.sum() + 3.0 * (kl[1] + kl[3]))
+
+
 def test_both_critic_and_kl_reach_the_encoder() -> None:
     for kwargs in ({"kl_lambda": 0.0}, {"kl_lambda": 1.0, "reward_scale": 1e-9}):
         learner = _learner(**kwargs)
