@@ -70,6 +70,31 @@ def product_of_gaussians(mu: Tensor, var: Tensor) -> tuple[Tensor, Tensor]:
     return posterior_mu, posterior_var
 
 
+def product_with_standard_normal(mu: Tensor, precision: Tensor) -> tuple[Tensor, Tensor]:
+    """Multiply N(0, I) by factors ``N(mu_i, 1 / precision_i)`` along the transition axis (Bayes' rule
+    with Gaussian likelihood terms):
+
+        var = 1 / (1 + sum_i precision_i),    mu = var * sum_i(mu_i * precision_i).
+
+    A factor of precision 0 says nothing, so a context of such factors leaves the prior; the
+    variance never exceeds 1.
+
+    Shapes:
+        mu, precision: [T, N, L] (precision >= 0); returns two tensors of shape [T, L].
+
+    Examples:
+        >>> product_with_standard_normal(torch.tensor([[[2.0], [5.0]]]), torch.tensor([[[1.0], [0.0]]]))
+        (tensor([[1.]]), tensor([[0.5000]]))
+    """
+    if mu.shape != precision.shape or mu.dim() != 3:
+        raise ValueError(
+            f"product_with_standard_normal expects mu and precision of equal shape [T, N, L]; "
+            f"got mu {tuple(mu.shape)} and precision {tuple(precision.shape)}"
+        )
+    posterior_var = (1.0 + precision.sum(dim=1)).reciprocal()  # [T, L]
+    return posterior_var * (mu * precision).sum(dim=1), posterior_var
+
+
 def diagonal_gaussian(mu: Tensor, var: Tensor) -> dist.Distribution:
     """Build ``Normal(mu, sqrt(var)).to_event(1)``: batch shape [T], event shape [L].
 

@@ -13,7 +13,15 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from encoders.base import ContextEncoder
-from encoders.gaussian import DEFAULT_MIN_VAR, diagonal_gaussian, product_of_gaussians, variance_from_raw
+from torch.nn import functional as F
+
+from encoders.gaussian import (
+    DEFAULT_MIN_VAR,
+    diagonal_gaussian,
+    product_of_gaussians,
+    product_with_standard_normal,
+    variance_from_raw,
+)
 from encoders.nets import build_mlp, check_min_var
 from encoders.registry import register_encoder
 
@@ -29,11 +37,18 @@ class MLPEncoder(ContextEncoder):
 
     so it is invariant to the order of the context and sharpens as context accumulates.
 
+    With ``prior_factor`` the prior N(0, I) is one more factor and the MLP gives each transition's
+    precision, ``softplus(.)``, instead of its variance: var = 1 / (1 + sum_i prec_i), mu = var *
+    sum_i(mu_i prec_i). A transition can then say nothing (precision near 0, where a variance would
+    have to grow without bound), and a context of such transitions leaves q(z|c) at the prior
+    whatever its length, as a sparse-reward context without a reward should for posterior sampling.
+
     Args:
         context_dim: size of one context transition.
         latent_dim: size of z.
         hidden_sizes: hidden layer widths of the per-transition MLP (paper: 3 x 200).
-        min_var: floor added to each factor's variance.
+        min_var: floor added to each factor's variance (without ``prior_factor``).
+        prior_factor: multiply the prior into the product, with factors parametrised by precision.
 
     Shapes:
         context [T, N, C] -> Normal(mu, sqrt(var)).to_event(1), batch_shape (T,), event_shape (L,).
@@ -53,24 +68,34 @@ class MLPEncoder(ContextEncoder):
         latent_dim: int,
         hidden_sizes: Sequence[int] = (200, 200, 200),
         min_var: float = DEFAULT_MIN_VAR,
+        prior_factor: bool = False,
     ) -> None:
         super().__init__(context_dim=context_dim, latent_dim=latent_dim)
+        if not isinstance(prior_factor, bool):
+            raise ValueError(f"prior_factor: expected true or false, got {prior_factor!r}")
         self.min_var = check_min_var(min_var)
+        self.prior_factor = prior_factor
         self.net = build_mlp(context_dim, hidden_sizes, 2 * latent_dim)
 
     def factors(self, context: Tensor) -> tuple[Tensor, Tensor]:
-        """The per-transition Gaussian factors (mu_i, var_i).
+        """The per-transition Gaussian factors (mu_i, var_i) (with ``prior_factor`` var_i = 1 / prec_i,
+        infinite where the precision is 0).
 
         Shapes:
             context [T, N, C] -> two tensors [T, N, L].
         """
+        mu, spread = self._outputs(context)
+        return mu, spread.reciprocal() if self.prior_factor else spread
+
+    def _outputs(self, context: Tensor) -> tuple[Tensor, Tensor]:
+        """(mu_i, precision_i) with ``prior_factor``, else (mu_i, var_i); each [T, N, L]."""
         self.validate_context(context)
-        params = self.net(context)  # [T, N, 2L]
-        mu, raw_var = params.split(self.latent_dim, dim=-1)
-        return mu, variance_from_raw(raw_var, min_var=self.min_var)
+        mu, raw = self.net(context).split(self.latent_dim, dim=-1)  # [T, N, L] each
+        return mu, F.softplus(raw) if self.prior_factor else variance_from_raw(raw, min_var=self.min_var)
 
     def forward(self, context: Tensor) -> Distribution:
-        mu, var = product_of_gaussians(*self.factors(context))  # [T, L] each
+        combine = product_with_standard_normal if self.prior_factor else product_of_gaussians
+        mu, var = combine(*self._outputs(context))  # [T, L] each
         return diagonal_gaussian(mu, var)
 
 

@@ -112,3 +112,30 @@ def test_prior_is_standard_normal_on_parameter_dtype() -> None:
     assert prior.mean.dtype == torch.float64
     torch.testing.assert_close(prior.mean, torch.zeros(N_TASKS, LATENT_DIM, dtype=torch.float64))
     torch.testing.assert_close(prior.stddev, torch.ones(N_TASKS, LATENT_DIM, dtype=torch.float64))
+
+
+def test_prior_factor_posterior_is_the_prior_times_its_factors() -> None:
+    """``prior_factor``: q(z|c) is N(0, I) times the transitions' factors (the closed-form fold, the prior first)."""
+    torch.manual_seed(0)
+    encoder = MLPEncoder(context_dim=CONTEXT_DIM, latent_dim=LATENT_DIM, hidden_sizes=[16], prior_factor=True).double()
+    context = torch.randn(N_TASKS, N_TRANSITIONS, CONTEXT_DIM, dtype=torch.float64)
+    factor_mu, factor_var = (t.detach().numpy() for t in encoder.factors(context))
+    prior_mu, prior_var = np.zeros((N_TASKS, 1, LATENT_DIM)), np.ones((N_TASKS, 1, LATENT_DIM))
+    expected_mu, expected_var = _closed_form_product(np.concatenate([prior_mu, factor_mu], 1),
+                                                     np.concatenate([prior_var, factor_var], 1))
+    posterior = encoder(context)
+    np.testing.assert_allclose(posterior.mean.detach().numpy(), expected_mu, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(posterior.variance.detach().numpy(), expected_var, rtol=1e-9, atol=1e-12)
+
+
+def test_prior_factor_lets_a_context_say_nothing() -> None:
+    """Transitions of precision near 0 leave the prior, however many there are; the variance never exceeds 1."""
+    encoder = MLPEncoder(context_dim=CONTEXT_DIM, latent_dim=LATENT_DIM, hidden_sizes=[16], prior_factor=True)
+    with torch.no_grad():
+        encoder.net[-1].bias[LATENT_DIM:] = -30.0  # softplus(-30) ~ 1e-13
+        encoder.net[-1].weight[LATENT_DIM:] = 0.0
+    for n in (1, 20, 400):
+        posterior = encoder(torch.randn(N_TASKS, n, CONTEXT_DIM))
+        torch.testing.assert_close(posterior.variance, torch.ones(N_TASKS, LATENT_DIM))
+        torch.testing.assert_close(posterior.mean, torch.zeros(N_TASKS, LATENT_DIM))
+    assert bool((encoder(torch.randn(N_TASKS, 5, CONTEXT_DIM) * 10).variance <= 1).all())
