@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import re
 import sys
@@ -98,8 +99,10 @@ class Entry:
 
     @property
     def slug(self) -> str:
-        name = Path(self.config).stem + ("__" + self.overrides if self.overrides else "")
-        return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:80]
+        """A file name for the entry's figure: its config and overrides, cut at 80 characters with a hash of
+        the whole kept, so that entries whose overrides begin alike do not share one."""
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(self.config).stem + ("__" + self.overrides if self.overrides else ""))
+        return name if len(name) <= 80 else f"{name[:71]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
 def _nan(value: float | None) -> float:

@@ -257,3 +257,11 @@ def test_a_run_logged_before_a_key_existed_joins_the_entry_of_its_config(tmp_pat
         client.set_terminated(run.info.run_id)
     (entry,) = results.read_entries(f"sqlite:///{tmp_path / 'mlflow.db'}", [])
     assert entry.overrides == "" and [r.seed for r in entry.runs] == [0, 1]
+
+
+def test_entries_whose_overrides_begin_alike_get_figures_of_their_own() -> None:
+    common = "algo.context_window=episodes algo.critic_trains_encoder=false algo.embedding_batch_size=400"
+    slugs = {results.Entry("experiments/sparse.yaml", f"{common} {tail}", "sparse-point-robot").slug
+             for tail in ("algo.reward_decoder_weight=10.0", "algo.reward_decoder_weight=10.0 algo.rl_context=uniform")}
+    assert len(slugs) == 2 and all(len(s) <= 80 for s in slugs)
+    assert results.Entry("experiments/cheetah.yaml", "seed=1", "cheetah-vel").slug == "cheetah__seed_1"
