@@ -11,10 +11,9 @@ from collections.abc import Sequence
 import pyro.distributions as dist
 from torch import Tensor
 from torch.distributions import Distribution
-
-from encoders.base import ContextEncoder
 from torch.nn import functional as F
 
+from encoders.base import ContextEncoder
 from encoders.gaussian import (
     DEFAULT_MIN_VAR,
     diagonal_gaussian,
