@@ -150,11 +150,7 @@ class SACLearner(nn.Module):
         posterior = self.agent.posterior(context)
         z = posterior.rsample()  # reparameterised: critic gradients reach the encoder
         kl = self.agent.encoder.kl_to_prior(posterior)  # [T]
-        if rl_context is not None:
-            with torch.no_grad():
-                z_rl = self.agent.posterior(rl_context).sample()
-        else:
-            z_rl = z
+        z_rl = z if rl_context is None else self._rl_z(rl_context)
         z_rows = z_rl.unsqueeze(1).expand(T, B, z.shape[-1]).reshape(T * B, -1)
 
         # critic + KL (+ reward decoder) → Q networks and encoder
@@ -162,10 +158,7 @@ class SACLearner(nn.Module):
             obs, flat(batch.actions), flat(batch.rewards), flat(batch.terminals), flat(batch.next_observations),
             z_rows if self.cfg.critic_trains_encoder else z_rows.detach(),
         )
-        loss_kl = self.cfg.kl_lambda * kl.sum()
-        if self.cfg.reward_free_kl > 0:  # the context's reward column is the sparse reward on a sparse task
-            reward_free = (context[..., self._reward_col] == 0).all(dim=1)  # [T]
-            loss_kl = loss_kl + self.cfg.reward_free_kl * (kl * reward_free).sum()
+        loss_kl = self._kl_loss(kl, context)
         loss = loss_critic + loss_kl
         decoder_out: dict[str, torch.Tensor] = {}
         if self.reward_decoder is not None:
@@ -193,6 +186,20 @@ class SACLearner(nn.Module):
             **decoder_out,
         )
         return out
+
+    @torch.no_grad()
+    def _rl_z(self, rl_context: torch.Tensor) -> torch.Tensor:
+        """``[T, L]`` the critic's and actor's z with ``rl_context: uniform``: one draw of q(z|c_rl), detached."""
+        return self.agent.posterior(rl_context).sample()
+
+    def _kl_loss(self, kl: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """``L_kl`` (+ ``L_rf``) from the per-task KL ``[T]`` and the context ``[T, N, C]`` whose reward column
+        (the sparse reward on a sparse task) tells the reward-free tasks."""
+        loss = self.cfg.kl_lambda * kl.sum()
+        if self.cfg.reward_free_kl > 0:
+            reward_free = (context[..., self._reward_col] == 0).all(dim=1)  # [T]
+            loss = loss + self.cfg.reward_free_kl * (kl * reward_free).sum()
+        return loss
 
     def _autocast(self, like: torch.Tensor) -> torch.autocast:
         """bf16 autocast of the SAC networks' matmuls when ``autocast_bf16`` is on (a no-op otherwise)."""

@@ -230,9 +230,9 @@ class Trainer:
             elif a.critic_reward == "dense+sparse":
                 batch = batch._replace(rewards=batch.rewards + a.critic_sparse_weight * batch.sparse_rewards)
             context = self._context(task_ids)
-            rl_context = self._context(task_ids, window="uniform") if a.rl_context == "uniform" else None
+            extra = {"rl_context": self._context(task_ids, window="uniform")} if a.rl_context == "uniform" else {}
             try:
-                out = self.learner.update(batch, context, rl_context)
+                out = self.learner.update(batch, context, **extra)
             except (ValueError, RuntimeError):
                 # NaN weights make distributions refuse their parameters mid-iteration: report the
                 # divergence (and the losses that went non-finite so far), not the symptom

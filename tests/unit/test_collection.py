@@ -140,8 +140,8 @@ def test_rl_context_is_a_second_uniform_draw(tiny_config_dict: dict) -> None:
     trainer.collect_initial()
     shapes = []
     update = trainer.learner.update
-    trainer.learner.update = lambda batch, context, rl: shapes.append((context.shape, rl.shape)) or update(
-        batch, context, rl)
+    trainer.learner.update = lambda batch, context, rl_context: shapes.append(
+        (context.shape, rl_context.shape)) or update(batch, context, rl_context)
     trainer.train_steps(4)
     length, meta_batch = trainer.max_path_length, trainer.cfg.algo.meta_batch
     assert len(shapes) == 4
@@ -162,8 +162,8 @@ def test_rewarded_rl_tasks_draw_meta_batches_from_tasks_whose_context_holds_a_re
     trainer.rl_buffer.data["observations"][:, :, 0] = np.arange(6)[:, None]  # stamp each task's RL rows
     drawn: list[set[int]] = []
     update = trainer.learner.update
-    trainer.learner.update = lambda batch, context, rl: drawn.append(
-        {int(t) for t in batch.observations[..., 0].unique()}) or update(batch, context, rl)
+    trainer.learner.update = lambda batch, context, rl_context: drawn.append(
+        {int(t) for t in batch.observations[..., 0].unique()}) or update(batch, context, rl_context)
 
     def tasks_of(steps: int) -> set[int]:
         drawn.clear()
