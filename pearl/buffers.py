@@ -149,11 +149,9 @@ class MultiTaskBuffer:
         return TransitionBatch(*(torch.from_numpy(self.data[k][task_id, idx][None]).to(device) for k in _FIELDS))
 
     def holds_nonzero(self, field: str) -> np.ndarray:
-        """``[n_tasks]`` bool: whether any stored transition of each task has a non-zero ``field``."""
-        values = self.data[field][:, : self._rows, 0]  # [n_tasks, rows]
-        logical = (np.arange(self._rows)[None, :] - self.heads[:, None]) % self.capacity  # slot age, newest last
-        valid = logical >= self.capacity - self.sizes[:, None]
-        return ((values != 0) & valid).any(axis=1)
+        """``[n_tasks]`` bool: whether any stored transition of each task has a non-zero ``field`` (a slot
+        holds no transition only while zero: never written, or zeroed by :meth:`clear`)."""
+        return (self.data[field][:, : self._rows, 0] != 0).any(axis=1)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The used part of every array plus the counters (for checkpoints)."""
@@ -174,6 +172,7 @@ class MultiTaskBuffer:
         for k, arr in self.data.items():
             saved = state[f"data.{k}"]
             arr[:, : saved.shape[1]] = saved
+            arr[:, saved.shape[1] :] = 0.0  # slots without a transition stay zero, as after clear()
         self.sizes[:] = state["sizes"]
         self.heads[:] = state["heads"]
 
