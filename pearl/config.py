@@ -136,6 +136,13 @@ class AlgoConfig:
         "posterior sampling after one draws z near the prior (goals anywhere) instead of a code that explains no "
         "reward at all", check="nonneg",
     )
+    decode_contexts: str = _field(
+        "all", "the training contexts whose rewards the reward decoder predicts: 'all', or on a sparse task 'rewarded' "
+        "(only those that hold a sparse reward): a decoder that must explain reward-free contexts is served best by a "
+        "region of z that means 'no goal anywhere', and prior samples landing there name no task to explore; decoding "
+        "only rewarded contexts lets every z name a goal, and reward-free contexts learn from the KL alone",
+        choices=("all", "rewarded"),
+    )
     rl_tasks: str = _field(
         "all", "the tasks of a gradient step's meta-batch: 'all' (the paper's: uniform over the training tasks) or, on a "
         "sparse task with rl_context: uniform, 'rewarded' (only tasks whose context buffer holds a sparse reward, all "
@@ -490,6 +497,9 @@ def _validate(cfg: ExperimentConfig, where: str, *, check_registries: bool) -> N
                           "are the same kind of draw) and algo.critic_trains_encoder: false (else the critic would "
                           "train the encoder on a context that neither the KL nor the decoder sees), got context_window "
                           f"{cfg.algo.context_window!r}, critic_trains_encoder {str(cfg.algo.critic_trains_encoder).lower()}")
+    if cfg.algo.decode_contexts != "all" and cfg.algo.reward_decoder_weight == 0:
+        raise ConfigError(f"{where}: algo.decode_contexts: {cfg.algo.decode_contexts!r} needs a reward decoder "
+                          "(algo.reward_decoder_weight > 0), got reward_decoder_weight 0")
     if cfg.algo.rl_tasks == "rewarded" and cfg.algo.rl_context != "uniform":
         raise ConfigError(f"{where}: algo.rl_tasks: 'rewarded' needs algo.rl_context: uniform (else the policy's z comes "
                           f"from a window that may hold no reward), got rl_context {cfg.algo.rl_context!r}")
@@ -514,6 +524,9 @@ def _validate(cfg: ExperimentConfig, where: str, *, check_registries: bool) -> N
     if cfg.algo.reward_free_kl > 0 and not sparse:
         raise ConfigError(f"{where}: algo.reward_free_kl: weighs contexts without a sparse reward; {cfg.env.name!r} "
                           "has no sparse reward")
+    if cfg.algo.decode_contexts != "all" and not sparse:
+        raise ConfigError(f"{where}: algo.decode_contexts: {cfg.algo.decode_contexts!r} needs a task family with a sparse "
+                          f"reward; {cfg.env.name!r} has none")
     if cfg.algo.rl_tasks != "all" and not sparse:
         raise ConfigError(f"{where}: algo.rl_tasks: {cfg.algo.rl_tasks!r} needs a task family with a sparse reward; "
                           f"{cfg.env.name!r} has none")

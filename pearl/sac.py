@@ -8,6 +8,7 @@ z detached, and V' is the variant's value of the next state::
     L_kl     = kl_lambda · Σ_tasks KL(q(z|c) ‖ p(z))                → encoder
     optional (off in the paper; ``reward_decoder_weight``, ``critic_trains_encoder: false`` detaches z in L_critic):
     L_dec    = reward_decoder_weight · Σ_tasks Σ_{(s,a,r) ∈ c} (r̂(s, a, z) - r)²   → decoder r̂, encoder
+        (with ``decode_contexts: rewarded`` only over the tasks whose c holds a sparse reward)
     L_rf     = reward_free_kl · Σ_{tasks whose c holds no reward} KL(q(z|c) ‖ p(z))                → encoder
     and with ``rl_context: uniform`` the critic and actor take z̄ ~ q(z|c_rl) of a second context instead.
     then the variant's actor step on ã ~ π(·|s, z̄), with Q after its update.
@@ -168,7 +169,10 @@ class SACLearner(nn.Module):
             reward = context[..., self._reward_col : self._reward_col + 1]  # [T, N, 1]
             z_context = z.unsqueeze(1).expand(T, context.shape[1], z.shape[-1])
             predicted = self.reward_decoder(torch.cat([sa, z_context], -1))
-            loss_decoder = self.cfg.reward_decoder_weight * (predicted - reward).square().sum()
+            squared = (predicted - reward).square().sum(dim=(1, 2))  # [T]
+            if self.cfg.decode_contexts == "rewarded":
+                squared = squared * ~self._reward_free(context)
+            loss_decoder = self.cfg.reward_decoder_weight * squared.sum()
             loss = loss + loss_decoder
             decoder_out["loss_decoder"] = loss_decoder.detach()
         self._zero_grad("qf", "context")
@@ -197,9 +201,12 @@ class SACLearner(nn.Module):
         (the sparse reward on a sparse task) tells the reward-free tasks."""
         loss = self.cfg.kl_lambda * kl.sum()
         if self.cfg.reward_free_kl > 0:
-            reward_free = (context[..., self._reward_col] == 0).all(dim=1)  # [T]
-            loss = loss + self.cfg.reward_free_kl * (kl * reward_free).sum()
+            loss = loss + self.cfg.reward_free_kl * (kl * self._reward_free(context)).sum()
         return loss
+
+    def _reward_free(self, context: torch.Tensor) -> torch.Tensor:
+        """``[T]`` bool: the tasks whose context ``[T, N, C]`` holds no reward (on a sparse task, no sparse reward)."""
+        return (context[..., self._reward_col] == 0).all(dim=1)
 
     def _autocast(self, like: torch.Tensor) -> torch.autocast:
         """bf16 autocast of the SAC networks' matmuls when ``autocast_bf16`` is on (a no-op otherwise)."""

@@ -137,6 +137,22 @@ def test_reward_free_kl_weighs_only_contexts_without_a_reward() -> None:
     torch.testing.assert_close(out["loss_kl"], 0.5 * kl.sum() + 3.0 * (kl[1] + kl[3]))
 
 
+def test_decode_contexts_rewarded_decodes_only_contexts_with_a_reward() -> None:
+    learner = _learner(reward_decoder_weight=2.0, decode_contexts="rewarded")
+    reference = copy.deepcopy(learner)
+    batch, context = _batch()
+    context[[1, 3], :, O + A] = 0.0  # tasks 1 and 3 saw no reward
+    context[4, 2:, O + A] = 0.0  # task 4 saw one
+    torch.manual_seed(5)
+    out = learner.update(batch, context)
+    torch.manual_seed(5)
+    z = reference.agent.posterior(context).rsample()  # the update's first draw
+    inputs = torch.cat([context[..., : O + A], z[:, None].expand(T, N, L)], -1)
+    per_task = ((reference.reward_decoder(inputs) - context[..., O + A :]) ** 2).sum(dim=(1, 2)).detach()
+    torch.testing.assert_close(out["loss_decoder"], 2.0 * (per_task.sum() - per_task[1] - per_task[3]))
+    assert per_task[1] > 0 and per_task[3] > 0  # so the test tells the two apart
+
+
 def test_both_critic_and_kl_reach_the_encoder() -> None:
     for kwargs in ({"kl_lambda": 0.0}, {"kl_lambda": 1.0, "reward_scale": 1e-9}):
         learner = _learner(**kwargs)
