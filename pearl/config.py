@@ -143,6 +143,16 @@ class AlgoConfig:
         "only rewarded contexts lets every z name a goal, and reward-free contexts learn from the KL alone",
         choices=("all", "rewarded"),
     )
+    prior_match_weight: float = _field(
+        0.0, "weight of a sliced Wasserstein-2 distance between the meta-batch's z ~ q(z|c) of the contexts that hold a "
+        "reward and p(z) = N(0, I) (0 = off, the paper): the meta-test's exploring z come from the prior, which names "
+        "every training task equally often only if the tasks' codes fill it; the per-task KL alone lets the codes "
+        "gather in a part of it, and prior samples then explore a part of the task space", check="nonneg",
+    )
+    prior_match_projections: int = _field(
+        16, "random projections of prior_match_weight's sliced distance per gradient step (a 1-dimensional latent "
+        "uses its axis)", check="positive",
+    )
     rl_tasks: str = _field(
         "all", "the tasks of a gradient step's meta-batch: 'all' (the paper's: uniform over the training tasks) or, on a "
         "sparse task with rl_context: uniform, 'rewarded' (only tasks whose context buffer holds a sparse reward, all "
@@ -487,26 +497,7 @@ def _validate(cfg: ExperimentConfig, where: str, *, check_registries: bool) -> N
             f"({cfg.eval.num_episodes}), got {cfg.eval.num_exp_traj_eval}"
         )
     _validate_schedule(cfg.train, where)
-    if any(s <= 0 for s in cfg.algo.hidden_sizes) or not cfg.algo.hidden_sizes:
-        raise ConfigError(f"{where}: algo.hidden_sizes: expected a non-empty list of sizes > 0, got {cfg.algo.hidden_sizes}")
-    if not cfg.algo.critic_trains_encoder and cfg.algo.reward_decoder_weight == 0:
-        raise ConfigError(f"{where}: algo.critic_trains_encoder: false needs algo.reward_decoder_weight > 0 (the "
-                          "encoder would learn from the KL alone), got reward_decoder_weight 0")
-    if cfg.algo.rl_context == "uniform" and (cfg.algo.critic_trains_encoder or cfg.algo.context_window != "episodes"):
-        raise ConfigError(f"{where}: algo.rl_context: 'uniform' needs algo.context_window: episodes (else both contexts "
-                          "are the same kind of draw) and algo.critic_trains_encoder: false (else the critic would "
-                          "train the encoder on a context that neither the KL nor the decoder sees), got context_window "
-                          f"{cfg.algo.context_window!r}, critic_trains_encoder {str(cfg.algo.critic_trains_encoder).lower()}")
-    if cfg.algo.decode_contexts != "all" and cfg.algo.reward_decoder_weight == 0:
-        raise ConfigError(f"{where}: algo.decode_contexts: {cfg.algo.decode_contexts!r} needs a reward decoder "
-                          "(algo.reward_decoder_weight > 0), got reward_decoder_weight 0")
-    if cfg.algo.rl_tasks == "rewarded" and cfg.algo.rl_context != "uniform":
-        raise ConfigError(f"{where}: algo.rl_tasks: 'rewarded' needs algo.rl_context: uniform (else the policy's z comes "
-                          f"from a window that may hold no reward), got rl_context {cfg.algo.rl_context!r}")
-    if cfg.algo.critic_sparse_weight != 1.0 and cfg.algo.critic_reward != "dense+sparse":
-        raise ConfigError(f"{where}: algo.critic_sparse_weight: weighs the sparse reward of critic_reward "
-                          f"'dense+sparse' only (critic_reward is {cfg.algo.critic_reward!r}), got "
-                          f"{cfg.algo.critic_sparse_weight}")
+    _validate_algo(cfg.algo, where)
     device = cfg.device
     if not (device in ("cpu", "auto", "cuda", "mps") or device.startswith("cuda:")):
         raise ConfigError(f"{where}: device: expected 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto', got {device!r}")
@@ -521,18 +512,12 @@ def _validate(cfg: ExperimentConfig, where: str, *, check_registries: bool) -> N
             f"{where}: env.name: expected a registered task family ({', '.join(sorted(families))}), got {cfg.env.name!r}"
         )
     sparse = families[cfg.env.name].sparse_reward
-    if cfg.algo.reward_free_kl > 0 and not sparse:
-        raise ConfigError(f"{where}: algo.reward_free_kl: weighs contexts without a sparse reward; {cfg.env.name!r} "
-                          "has no sparse reward")
-    if cfg.algo.decode_contexts != "all" and not sparse:
-        raise ConfigError(f"{where}: algo.decode_contexts: {cfg.algo.decode_contexts!r} needs a task family with a sparse "
-                          f"reward; {cfg.env.name!r} has none")
-    if cfg.algo.rl_tasks != "all" and not sparse:
-        raise ConfigError(f"{where}: algo.rl_tasks: {cfg.algo.rl_tasks!r} needs a task family with a sparse reward; "
-                          f"{cfg.env.name!r} has none")
-    if cfg.algo.critic_reward != "dense" and not sparse:
-        raise ConfigError(f"{where}: algo.critic_reward: {cfg.algo.critic_reward!r} needs a task family with a sparse "
-                          f"reward; {cfg.env.name!r} has none")
+    sparse_only = {"reward_free_kl": cfg.algo.reward_free_kl > 0, "decode_contexts": cfg.algo.decode_contexts != "all",
+                   "rl_tasks": cfg.algo.rl_tasks != "all", "critic_reward": cfg.algo.critic_reward != "dense"}
+    for name, used in sparse_only.items():
+        if used and not sparse:
+            raise ConfigError(f"{where}: algo.{name}: {getattr(cfg.algo, name)!r} needs a task family with a sparse "
+                              f"reward; {cfg.env.name!r} has no sparse reward")
     if cfg.algo.sparse_rewards is not None and cfg.algo.sparse_rewards != sparse:
         kind = "a sparse reward, which the context sees" if sparse else "no sparse reward"
         raise ConfigError(
@@ -543,6 +528,30 @@ def _validate(cfg: ExperimentConfig, where: str, *, check_registries: bool) -> N
         encoders.resolve_encoder_class(cfg.encoder.name)
     except encoders.EncoderError as err:
         raise ConfigError(f"{where}: encoder.name: {err}") from None
+
+
+def _validate_algo(a: AlgoConfig, where: str) -> None:
+    """Cross-field checks within ``algo``."""
+    if any(s <= 0 for s in a.hidden_sizes) or not a.hidden_sizes:
+        raise ConfigError(f"{where}: algo.hidden_sizes: expected a non-empty list of sizes > 0, got {a.hidden_sizes}")
+    if not a.critic_trains_encoder and a.reward_decoder_weight == 0:
+        raise ConfigError(f"{where}: algo.critic_trains_encoder: false needs algo.reward_decoder_weight > 0 (the "
+                          "encoder would learn from the KL alone), got reward_decoder_weight 0")
+    if a.rl_context == "uniform" and (a.critic_trains_encoder or a.context_window != "episodes"):
+        raise ConfigError(f"{where}: algo.rl_context: 'uniform' needs algo.context_window: episodes (else both contexts "
+                          "are the same kind of draw) and algo.critic_trains_encoder: false (else the critic would "
+                          "train the encoder on a context that neither the KL nor the decoder sees), got context_window "
+                          f"{a.context_window!r}, critic_trains_encoder {str(a.critic_trains_encoder).lower()}")
+    if a.decode_contexts != "all" and a.reward_decoder_weight == 0:
+        raise ConfigError(f"{where}: algo.decode_contexts: {a.decode_contexts!r} needs a reward decoder "
+                          "(algo.reward_decoder_weight > 0), got reward_decoder_weight 0")
+    if a.rl_tasks == "rewarded" and a.rl_context != "uniform":
+        raise ConfigError(f"{where}: algo.rl_tasks: 'rewarded' needs algo.rl_context: uniform (else the policy's z comes "
+                          f"from a window that may hold no reward), got rl_context {a.rl_context!r}")
+    if a.critic_sparse_weight != 1.0 and a.critic_reward != "dense+sparse":
+        raise ConfigError(f"{where}: algo.critic_sparse_weight: weighs the sparse reward of critic_reward "
+                          f"'dense+sparse' only (critic_reward is {a.critic_reward!r}), got "
+                          f"{a.critic_sparse_weight}")
 
 
 def _validate_schedule(t: TrainConfig, where: str) -> None:

@@ -9,6 +9,7 @@ z detached, and V' is the variant's value of the next state::
     optional (off in the paper; ``reward_decoder_weight``, ``critic_trains_encoder: false`` detaches z in L_critic):
     L_dec    = reward_decoder_weight · Σ_tasks Σ_{(s,a,r) ∈ c} (r̂(s, a, z) - r)²   → decoder r̂, encoder
         (with ``decode_contexts: rewarded`` only over the tasks whose c holds a sparse reward)
+    L_match  = prior_match_weight · SW₂²({z of the contexts holding a reward}, N(0, I))                → encoder
     L_rf     = reward_free_kl · Σ_{tasks whose c holds no reward} KL(q(z|c) ‖ p(z))                → encoder
     and with ``rl_context: uniform`` the critic and actor take z̄ ~ q(z|c_rl) of a second context instead.
     then the variant's actor step on ã ~ π(·|s, z̄), with Q after its update.
@@ -154,27 +155,15 @@ class SACLearner(nn.Module):
         z_rl = z if rl_context is None else self._rl_z(rl_context)
         z_rows = z_rl.unsqueeze(1).expand(T, B, z.shape[-1]).reshape(T * B, -1)
 
-        # critic + KL (+ reward decoder) → Q networks and encoder
+        # critic + KL (+ reward decoder, prior match) → Q networks and encoder
         loss_critic, q_mean = self._critic_loss_fn(
             obs, flat(batch.actions), flat(batch.rewards), flat(batch.terminals), flat(batch.next_observations),
             z_rows if self.cfg.critic_trains_encoder else z_rows.detach(),
         )
         loss_kl = self._kl_loss(kl, context)
         loss = loss_critic + loss_kl
-        decoder_out: dict[str, torch.Tensor] = {}
-        if self.reward_decoder is not None:
-            # a VAE on the context: its rewards from its (s, a) and z, a Gaussian log-likelihood summed over every
-            # transition (weight = 1 / 2σ²), so that q(z|c) approaches the posterior p(z|c) of that model
-            sa = context[..., : self._reward_col]  # [T, N, O+A]
-            reward = context[..., self._reward_col : self._reward_col + 1]  # [T, N, 1]
-            z_context = z.unsqueeze(1).expand(T, context.shape[1], z.shape[-1])
-            predicted = self.reward_decoder(torch.cat([sa, z_context], -1))
-            squared = (predicted - reward).square().sum(dim=(1, 2))  # [T]
-            if self.cfg.decode_contexts == "rewarded":
-                squared = squared * ~self._reward_free(context)
-            loss_decoder = self.cfg.reward_decoder_weight * squared.sum()
-            loss = loss + loss_decoder
-            decoder_out["loss_decoder"] = loss_decoder.detach()
+        extra = self._encoder_extra_losses(z, context)
+        loss = loss + sum(extra.values())
         self._zero_grad("qf", "context")
         loss.backward()
         self._step("qf", "context")
@@ -187,7 +176,7 @@ class SACLearner(nn.Module):
             kl=kl.detach().mean(),
             q_mean=q_mean,
             posterior_std=_posterior_std(posterior),
-            **decoder_out,
+            **{k: v.detach() for k, v in extra.items()},
         )
         return out
 
@@ -203,6 +192,25 @@ class SACLearner(nn.Module):
         if self.cfg.reward_free_kl > 0:
             loss = loss + self.cfg.reward_free_kl * (kl * self._reward_free(context)).sum()
         return loss
+
+    def _encoder_extra_losses(self, z: torch.Tensor, context: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The optional encoder terms on z ``[T, L]`` (the KL's sample) and its context ``[T, N, C]``:
+        ``loss_decoder`` (``reward_decoder_weight``) and ``loss_prior_match`` (``prior_match_weight``)."""
+        out: dict[str, torch.Tensor] = {}
+        if self.reward_decoder is not None:
+            # a VAE on the context: its rewards from its (s, a) and z, a Gaussian log-likelihood summed over every
+            # transition (weight = 1 / 2σ²), so that q(z|c) approaches the posterior p(z|c) of that model
+            sa = context[..., : self._reward_col]  # [T, N, O+A]
+            reward = context[..., self._reward_col : self._reward_col + 1]  # [T, N, 1]
+            z_context = z.unsqueeze(1).expand(*context.shape[:2], z.shape[-1])
+            squared = (self.reward_decoder(torch.cat([sa, z_context], -1)) - reward).square().sum(dim=(1, 2))  # [T]
+            if self.cfg.decode_contexts == "rewarded":
+                squared = squared * ~self._reward_free(context)
+            out["loss_decoder"] = self.cfg.reward_decoder_weight * squared.sum()
+        if self.cfg.prior_match_weight > 0:
+            out["loss_prior_match"] = self.cfg.prior_match_weight * sliced_w2_to_standard_normal(
+                z[~self._reward_free(context)], self.cfg.prior_match_projections)
+        return out
 
     def _reward_free(self, context: torch.Tensor) -> torch.Tensor:
         """``[T]`` bool: the tasks whose context ``[T, N, C]`` holds no reward (on a sparse task, no sparse reward)."""
@@ -362,3 +370,20 @@ def _posterior_std(posterior: torch.distributions.Distribution) -> torch.Tensor:
     it, else from 16 draws per task (a flow), detached."""
     with torch.no_grad():
         return posterior_moments(posterior, n_samples=16)[1].mean()
+
+
+def sliced_w2_to_standard_normal(z: torch.Tensor, projections: int) -> torch.Tensor:
+    """Sliced squared Wasserstein-2 distance between the empirical distribution of ``z`` ``[n, L]`` and N(0, I).
+
+    Every projection of N(0, I) on a unit vector is N(0, 1), so each slice compares the sorted projections with
+    the standard normal quantiles Φ⁻¹((i + ½) / n): mean over slices of mean_i (sorted_i - q_i)². With L = 1 the
+    one slice is the axis (exact); otherwise ``projections`` random unit vectors. Zero for n < 2.
+    """
+    n, dim = z.shape
+    if n < 2:
+        return z.sum() * 0.0
+    directions = torch.eye(1, device=z.device) if dim == 1 else torch.randn(dim, projections, device=z.device)
+    directions = directions / directions.norm(dim=0, keepdim=True)  # [L, P]
+    sorted_projections = (z @ directions).sort(dim=0).values  # [n, P]
+    quantiles = torch.special.ndtri((torch.arange(n, device=z.device, dtype=z.dtype) + 0.5) / n)  # [n]
+    return (sorted_projections - quantiles[:, None]).square().mean()

@@ -14,7 +14,7 @@ from pearl.agent import PEARLAgent
 from pearl.buffers import TransitionBatch, context_dim
 from pearl.collect import VectorCollector
 from pearl.config import AlgoConfig
-from pearl.sac import SACLearner, make_learner
+from pearl.sac import SACLearner, make_learner, sliced_w2_to_standard_normal
 
 O, A, L, T, B, N = 3, 2, 4, 5, 7, 6
 
@@ -151,6 +151,33 @@ def test_decode_contexts_rewarded_decodes_only_contexts_with_a_reward() -> None:
     per_task = ((reference.reward_decoder(inputs) - context[..., O + A :]) ** 2).sum(dim=(1, 2)).detach()
     torch.testing.assert_close(out["loss_decoder"], 2.0 * (per_task.sum() - per_task[1] - per_task[3]))
     assert per_task[1] > 0 and per_task[3] > 0  # so the test tells the two apart
+
+
+def test_sliced_w2_to_standard_normal_in_closed_form() -> None:
+    n = 8
+    q = torch.special.ndtri((torch.arange(n) + 0.5) / n)
+    shuffled = q[torch.randperm(n)][:, None]
+    torch.testing.assert_close(sliced_w2_to_standard_normal(shuffled, 16), torch.tensor(0.0))  # its own quantiles
+    torch.testing.assert_close(sliced_w2_to_standard_normal(shuffled + 1.5, 16), torch.tensor(2.25))  # a shift
+    torch.testing.assert_close(sliced_w2_to_standard_normal(2 * shuffled, 16), q.square().mean())  # a scale
+    # every slice of a point mass at the origin is 0, whatever the direction
+    torch.testing.assert_close(sliced_w2_to_standard_normal(torch.zeros(n, 3), 5), q.square().mean())
+    assert sliced_w2_to_standard_normal(torch.ones(1, 3), 5) == 0  # one sample says nothing about the aggregate
+
+
+def test_prior_match_weighs_the_z_of_contexts_that_hold_a_reward() -> None:
+    learner = _learner(prior_match_weight=3.0, prior_match_projections=7)
+    reference = copy.deepcopy(learner)
+    batch, context = _batch()
+    context[[1, 3], :, O + A] = 0.0  # tasks 1 and 3 saw no reward
+    seen = _encoder_grads_at_context_step(learner)
+    torch.manual_seed(5)
+    out = learner.update(batch, context)
+    torch.manual_seed(5)
+    z = reference.agent.posterior(context).rsample()  # the update's first draw; its projections the next
+    expected = 3.0 * sliced_w2_to_standard_normal(z[[0, 2, 4]], 7)
+    torch.testing.assert_close(out["loss_prior_match"], expected.detach())
+    assert expected > 0 and sum(float(g.abs().sum()) for g in seen) > 0
 
 
 def test_both_critic_and_kl_reach_the_encoder() -> None:
