@@ -148,6 +148,20 @@ class MultiTaskBuffer:
         idx = (self.heads[task_id] - size + np.arange(size)) % self.capacity
         return TransitionBatch(*(torch.from_numpy(self.data[k][task_id, idx][None]).to(device) for k in _FIELDS))
 
+    def task_snapshot(self, task_id: int) -> dict[str, np.ndarray]:
+        """A copy of one task's stored rows and counters, for :meth:`restore_task`."""
+        out = {k: v[task_id, : self._rows].copy() for k, v in self.data.items()}
+        out["size"], out["head"] = np.array(self.sizes[task_id]), np.array(self.heads[task_id])
+        return out
+
+    def restore_task(self, task_id: int, snapshot: dict[str, np.ndarray]) -> None:
+        """Put back one task's rows and counters as :meth:`task_snapshot` copied them (other tasks untouched)."""
+        for k, arr in self.data.items():
+            rows = snapshot[k].shape[0]  # rows only grow, so the snapshot fits
+            arr[task_id, :rows] = snapshot[k]
+            arr[task_id, rows:] = 0.0
+        self.sizes[task_id], self.heads[task_id] = int(snapshot["size"]), int(snapshot["head"])
+
     def holds_nonzero(self, field: str) -> np.ndarray:
         """``[n_tasks]`` bool: whether any stored transition of each task has a non-zero ``field`` (a slot
         holds no transition only while zero: never written, or zeroed by :meth:`clear`)."""

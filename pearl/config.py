@@ -204,6 +204,12 @@ class TrainConfig:
         "z before each phase). Either way later episodes re-infer q(z|c) after every episode",
         choices=("posterior", "prior"),
     )
+    keep_rewarded_context: bool = _field(
+        False, "on a sparse task, a visit whose context episodes meet no sparse reward keeps the task's previous "
+        "context buffer if that held one (false: the paper's fresh context per visit): a goal that the current "
+        "exploring policy misses keeps its code, so the policy keeps learning to reach it and its z stays among those "
+        "the prior names, instead of the task dropping out of what posterior sampling can find",
+    )
     num_train_steps_per_itr: int = _field(2000, "gradient steps per iteration", check="nonneg")
     max_minutes: float | None = _field(
         None, "wall-clock budget: training ends with the iteration whose collection and updates pass this many "
@@ -512,12 +518,16 @@ def _validate(cfg: ExperimentConfig, where: str, *, check_registries: bool) -> N
             f"{where}: env.name: expected a registered task family ({', '.join(sorted(families))}), got {cfg.env.name!r}"
         )
     sparse = families[cfg.env.name].sparse_reward
-    sparse_only = {"reward_free_kl": cfg.algo.reward_free_kl > 0, "decode_contexts": cfg.algo.decode_contexts != "all",
-                   "rl_tasks": cfg.algo.rl_tasks != "all", "critic_reward": cfg.algo.critic_reward != "dense"}
-    for name, used in sparse_only.items():
+    a = cfg.algo
+    sparse_only = {"algo.reward_free_kl": (a.reward_free_kl, a.reward_free_kl > 0),
+                   "algo.decode_contexts": (a.decode_contexts, a.decode_contexts != "all"),
+                   "algo.rl_tasks": (a.rl_tasks, a.rl_tasks != "all"),
+                   "algo.critic_reward": (a.critic_reward, a.critic_reward != "dense"),
+                   "train.keep_rewarded_context": ("true", cfg.train.keep_rewarded_context)}
+    for name, (value, used) in sparse_only.items():
         if used and not sparse:
-            raise ConfigError(f"{where}: algo.{name}: {getattr(cfg.algo, name)!r} needs a task family with a sparse "
-                              f"reward; {cfg.env.name!r} has no sparse reward")
+            raise ConfigError(f"{where}: {name}: {value!r} needs a task family with a sparse reward; "
+                              f"{cfg.env.name!r} has no sparse reward")
     if cfg.algo.sparse_rewards is not None and cfg.algo.sparse_rewards != sparse:
         kind = "a sparse reward, which the context sees" if sparse else "no sparse reward"
         raise ConfigError(

@@ -157,12 +157,23 @@ class Trainer:
         t = self.cfg.train
         ids = self.rng.integers(0, self.n_train, t.num_tasks_sample)
         for visit in visit_rounds(ids):
+            kept = self._rewarded_contexts(visit) if t.keep_rewarded_context else {}
             for i in visit:
                 self.enc_buffer.clear(int(i))
             self._collect(visit, t.num_steps_prior, posterior=False, to_context=True)
             self._collect(visit, t.num_steps_posterior, posterior=True, to_context=True)
+            if kept:  # a visit that met no sparse reward keeps the task's previous context, which held one
+                held = self.enc_buffer.holds_nonzero("sparse_rewards")
+                for i, snapshot in kept.items():
+                    if not held[i]:
+                        self.enc_buffer.restore_task(i, snapshot)
             self._collect(visit, t.num_extra_rl_steps_posterior, posterior=True, to_context=False)
         return ids
+
+    def _rewarded_contexts(self, task_ids: np.ndarray) -> dict[int, dict[str, np.ndarray]]:
+        """Snapshots of the context buffers among ``task_ids`` that hold a sparse reward."""
+        held = self.enc_buffer.holds_nonzero("sparse_rewards")
+        return {int(i): self.enc_buffer.task_snapshot(int(i)) for i in task_ids if held[i]}
 
     def _collect(self, task_ids: np.ndarray, n_steps: int, *, posterior: bool, to_context: bool) -> None:
         """Roll out ``n_steps`` per task. Posterior z is re-inferred from the task's context buffer

@@ -125,3 +125,18 @@ def test_holds_nonzero_sees_only_stored_transitions() -> None:
     buf.add(3, obs[:2], act[:2], zeros[:2], obs[:2], zeros[:2], sparse_rewards=zeros[:2])
     assert buf.holds_nonzero("sparse_rewards").tolist() == [False, True, False, False]
     assert not buf.holds_nonzero("rewards").any()
+
+
+def test_restore_task_puts_back_one_task_as_its_snapshot_was() -> None:
+    buf = MultiTaskBuffer(n_tasks=2, capacity=8, obs_dim=1, action_dim=1)
+    rows = lambda n, v: (np.full((n, 1), v), np.full((n, 1), v), np.full(n, v), np.full((n, 1), v), np.zeros(n))  # noqa: E731
+    buf.add(0, *rows(3, 1.0))
+    buf.add(1, *rows(2, 5.0))
+    snapshot = buf.task_snapshot(0)
+    buf.clear(0)
+    buf.add(0, *rows(6, 2.0))  # more rows than the snapshot holds
+    buf.add(1, *rows(1, 6.0))
+    buf.restore_task(0, snapshot)
+    assert buf.sizes.tolist() == [3, 3] and buf.heads.tolist() == [3, 3]
+    assert buf.data["rewards"][0, :, 0].tolist() == [1.0] * 3 + [0.0] * (buf._rows - 3)  # empty slots zero again
+    assert buf.data["rewards"][1, :3, 0].tolist() == [5.0, 5.0, 6.0]  # the other task untouched

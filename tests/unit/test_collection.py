@@ -174,3 +174,38 @@ def test_rewarded_rl_tasks_draw_meta_batches_from_tasks_whose_context_holds_a_re
     assert len(tasks_of(10)) > 2
     trainer.enc_buffer.data["sparse_rewards"][[1, 4], 3] = 0.5
     assert tasks_of(20) == {1, 4}
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_keep_rewarded_context_keeps_a_rewarded_buffer_through_a_visit_without_reward(tiny_config_dict: dict,
+                                                                                      keep: bool) -> None:
+    """Task 0 held no reward, task 1 held one and its visit meets none, task 2 held one and meets one: with
+    ``keep_rewarded_context`` only task 1 keeps its old context; without it every visit replaces the context."""
+    tiny_config_dict["env"] = {"name": "sparse-point-robot", "n_train_tasks": 3, "n_test_tasks": 2, "max_path_length": 10}
+    tiny_config_dict["train"].update(num_initial_steps=20, num_tasks_sample=3, keep_rewarded_context=keep)
+    trainer = Trainer(config_from_dict(tiny_config_dict, "tiny"))
+    trainer.collect_initial()
+    buf = trainer.enc_buffer
+    buf.data["sparse_rewards"][:] = 0.0
+    buf.data["sparse_rewards"][[1, 2], 3] = 1.0
+    buf.data["observations"][:, :, 0] = 42.0  # the old contexts
+
+    def collect(task_ids: np.ndarray, n_steps: int, *, posterior: bool, to_context: bool) -> None:
+        if to_context and n_steps > 0:
+            for i in task_ids:
+                hit = np.zeros(5)
+                hit[2] = float(i == 2)
+                obs = np.full((5, buf.data["observations"].shape[2]), 7.0)
+                buf.add(int(i), obs, np.zeros((5, buf.data["actions"].shape[2])), np.zeros(5), obs, np.zeros(5),
+                        sparse_rewards=hit)
+
+    class Visits:  # every task visited once
+        def integers(self, *args):
+            return np.arange(3)
+
+    trainer._collect, trainer.rng = collect, Visits()
+    trainer.collect_iteration()
+    old = [bool((buf.data["observations"][i, : buf.sizes[i], 0] == 42.0).all()) for i in range(3)]
+    assert old == [False, keep, False]
+    assert buf.sizes[1] == (20 if keep else 5)
+    assert buf.holds_nonzero("sparse_rewards").tolist() == [False, keep, True]

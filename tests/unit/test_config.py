@@ -69,6 +69,7 @@ def test_experiments_exist() -> None:
          "algo.rl_context", "context_window: episodes"),
         ({"algo": {"rl_tasks": "rewarded"}}, "algo.rl_tasks", "rl_context: uniform"),
         ({"algo": {"reward_free_kl": 1.0}}, "algo.reward_free_kl", "no sparse reward"),
+        ({"train": {"keep_rewarded_context": True}}, "train.keep_rewarded_context", "no sparse reward"),
         ({"algo": {"prior_match_projections": 0}}, "algo.prior_match_projections", "> 0"),
         ({"algo": {"decode_contexts": "rewarded"}}, "algo.decode_contexts", "reward_decoder_weight > 0"),
         ({"algo": {"decode_contexts": "rewarded", "reward_decoder_weight": 1.0}}, "algo.decode_contexts",
