@@ -41,6 +41,9 @@ class MLPEncoder(ContextEncoder):
     sum_i(mu_i prec_i). A transition can then say nothing (precision near 0, where a variance would
     have to grow without bound), and a context of such transitions leaves q(z|c) at the prior
     whatever its length, as a sparse-reward context without a reward should for posterior sampling.
+    ``gate_column`` (with ``prior_factor``) goes further and zeroes the precision of every transition
+    whose context column ``gate_column`` is 0: with the sparse reward's column, q(z|c) is exactly the
+    prior until the context holds a reward, and then the product of the rewarded transitions' factors.
 
     Args:
         context_dim: size of one context transition.
@@ -48,6 +51,8 @@ class MLPEncoder(ContextEncoder):
         hidden_sizes: hidden layer widths of the per-transition MLP (paper: 3 x 200).
         min_var: floor added to each factor's variance (without ``prior_factor``).
         prior_factor: multiply the prior into the product, with factors parametrised by precision.
+        gate_column: with ``prior_factor``, the context column (negative counts from the end, e.g. -1 for
+            the reward of an (s, a, r) context) whose zeros make a transition's factor say nothing.
 
     Shapes:
         context [T, N, C] -> Normal(mu, sqrt(var)).to_event(1), batch_shape (T,), event_shape (L,).
@@ -68,10 +73,18 @@ class MLPEncoder(ContextEncoder):
         hidden_sizes: Sequence[int] = (200, 200, 200),
         min_var: float = DEFAULT_MIN_VAR,
         prior_factor: bool = False,
+        gate_column: int | None = None,
     ) -> None:
         super().__init__(context_dim=context_dim, latent_dim=latent_dim)
         if not isinstance(prior_factor, bool):
             raise ValueError(f"prior_factor: expected true or false, got {prior_factor!r}")
+        if gate_column is not None:
+            if not prior_factor:
+                raise ValueError("gate_column: needs prior_factor: true (a factor that says nothing is a zero precision)")
+            if isinstance(gate_column, bool) or not isinstance(gate_column, int) or not -context_dim <= gate_column < context_dim:
+                raise ValueError(f"gate_column: expected an integer in [{-context_dim}, {context_dim}), got {gate_column!r}")
+            gate_column %= context_dim
+        self.gate_column = gate_column
         self.min_var = check_min_var(min_var)
         self.prior_factor = prior_factor
         self.net = build_mlp(context_dim, hidden_sizes, 2 * latent_dim)
@@ -90,7 +103,12 @@ class MLPEncoder(ContextEncoder):
         """(mu_i, precision_i) with ``prior_factor``, else (mu_i, var_i); each [T, N, L]."""
         self.validate_context(context)
         mu, raw = self.net(context).split(self.latent_dim, dim=-1)  # [T, N, L] each
-        return mu, F.softplus(raw) if self.prior_factor else variance_from_raw(raw, min_var=self.min_var)
+        if not self.prior_factor:
+            return mu, variance_from_raw(raw, min_var=self.min_var)
+        precision = F.softplus(raw)
+        if self.gate_column is not None:
+            precision = precision * (context[..., self.gate_column : self.gate_column + 1] != 0)
+        return mu, precision
 
     def forward(self, context: Tensor) -> Distribution:
         combine = product_with_standard_normal if self.prior_factor else product_of_gaussians

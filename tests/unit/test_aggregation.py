@@ -139,3 +139,31 @@ def test_prior_factor_lets_a_context_say_nothing() -> None:
         torch.testing.assert_close(posterior.variance, torch.ones(N_TASKS, LATENT_DIM))
         torch.testing.assert_close(posterior.mean, torch.zeros(N_TASKS, LATENT_DIM))
     assert bool((encoder(torch.randn(N_TASKS, 5, CONTEXT_DIM) * 10).variance <= 1).all())
+
+
+def test_gate_column_keeps_only_the_factors_of_rewarded_transitions() -> None:
+    """``gate_column``: q(z|c) is the prior while the gated column is all zero, and otherwise the prior times
+    the factors of the rows where it is not, whatever the other rows hold."""
+    torch.manual_seed(0)
+    encoder = MLPEncoder(context_dim=CONTEXT_DIM, latent_dim=LATENT_DIM, hidden_sizes=[16], prior_factor=True,
+                         gate_column=-1).double()
+    context = torch.randn(N_TASKS, N_TRANSITIONS, CONTEXT_DIM, dtype=torch.float64)
+    context[..., -1] = 0.0
+    silent = encoder(context)
+    torch.testing.assert_close(silent.mean, torch.zeros(N_TASKS, LATENT_DIM, dtype=torch.float64))
+    torch.testing.assert_close(silent.variance, torch.ones(N_TASKS, LATENT_DIM, dtype=torch.float64))
+    context[:, [1, 3], -1] = 1.0
+    ungated = MLPEncoder(context_dim=CONTEXT_DIM, latent_dim=LATENT_DIM, hidden_sizes=[16], prior_factor=True).double()
+    ungated.load_state_dict(encoder.state_dict())
+    expected, got = ungated(context[:, [1, 3]]), encoder(context)
+    torch.testing.assert_close(got.mean, expected.mean)
+    torch.testing.assert_close(got.variance, expected.variance)
+    assert not torch.allclose(ungated(context).mean, expected.mean)  # the reward-free rows would have moved it
+
+
+@pytest.mark.parametrize("kwargs, message", [({"gate_column": 0}, "needs prior_factor"),
+                                             ({"gate_column": CONTEXT_DIM, "prior_factor": True}, "an integer in"),
+                                             ({"gate_column": True, "prior_factor": True}, "an integer in")])
+def test_gate_column_refuses_what_it_cannot_gate(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        MLPEncoder(context_dim=CONTEXT_DIM, latent_dim=LATENT_DIM, hidden_sizes=[16], **kwargs)
