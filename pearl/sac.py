@@ -382,8 +382,9 @@ def sliced_w2_to_standard_normal(z: torch.Tensor, projections: int) -> torch.Ten
     n, dim = z.shape
     if n < 2:
         return z.sum() * 0.0
-    directions = torch.eye(1, device=z.device) if dim == 1 else torch.randn(dim, projections, device=z.device)
+    like = {"device": z.device, "dtype": z.dtype}
+    directions = torch.eye(1, **like) if dim == 1 else torch.randn(dim, projections, **like)
     directions = directions / directions.norm(dim=0, keepdim=True)  # [L, P]
     sorted_projections = (z @ directions).sort(dim=0).values  # [n, P]
-    quantiles = torch.special.ndtri((torch.arange(n, device=z.device, dtype=z.dtype) + 0.5) / n)  # [n]
+    quantiles = torch.special.ndtri((torch.arange(n, **like) + 0.5) / n)  # [n]
     return (sorted_projections - quantiles[:, None]).square().mean()

@@ -163,6 +163,7 @@ def test_sliced_w2_to_standard_normal_in_closed_form() -> None:
     # every slice of a point mass at the origin is 0, whatever the direction
     torch.testing.assert_close(sliced_w2_to_standard_normal(torch.zeros(n, 3), 5), q.square().mean())
     assert sliced_w2_to_standard_normal(torch.ones(1, 3), 5) == 0  # one sample says nothing about the aggregate
+    assert sliced_w2_to_standard_normal(torch.zeros(n, 3, dtype=torch.float64), 5).dtype == torch.float64
 
 
 def test_prior_match_weighs_the_z_of_contexts_that_hold_a_reward() -> None:
