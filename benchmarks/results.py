@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 
 from pearl.config import ConfigError, flatten, load_config  # noqa: E402
+from pearl.runs import RESUMES_TAG  # noqa: E402
 from pearl.tracking import latest_per_step  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,6 +66,7 @@ class SeedRun:
     best: float | None = None  # the best adapted return where the curve is not kept (else the curve's maximum)
     recovered: str | None = None  # where a run kept without its curve was read from
     figure: str | None = None  # the plot drawn of such a run while its curve existed, relative to the document
+    resumes: tuple[str, ...] = ()  # the --set values of each `pearl resume` that changed the training
 
     @property
     def best_adapted(self) -> float:
@@ -80,7 +82,8 @@ class SeedRun:
                    episode_success=None if r.get("episode_success") is None else array(r["episode_success"]),
                    iterations=int(r["iterations"]),
                    reevaluated=tuple(r["reevaluated"]) if r.get("reevaluated") else None,
-                   best=r.get("best"), recovered=r.get("recovered"), figure=r.get("figure"))
+                   best=r.get("best"), recovered=r.get("recovered"), figure=r.get("figure"),
+                   resumes=tuple(r.get("resumes", ())))
 
 
 @dataclass
@@ -167,6 +170,7 @@ def read_store(uri: str) -> list[dict]:
                 "setting": {k: v for k, v in sorted(run.data.params.items()) if not k.startswith(NOT_SETTINGS)},
                 "env": run.data.params.get("env.name", "?"), "seed": int(run.data.params.get("seed", -1)),
                 "status": run.info.status, "machine": tags.get("pearl.machine", "?"),
+                "resumes": [line for line in tags.get(RESUMES_TAG, "").split("\n") if line],
                 "iterations": int(metrics.get("progress/iteration", 0)), "env_steps": [int(s) for s in steps],
                 "adapted": [adapted[s] for s in steps], "minutes": [_finite(total.get(s, np.nan) / 60) for s in steps],
                 "prior": _finite(metrics.get(PRIOR, np.nan)), "success": _finite(metrics.get("eval/test/success_adapted")),
@@ -249,6 +253,14 @@ def _f(value: float | None, digits: int = 1) -> str:
     return "–" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
+def _resumed(entry: Entry) -> str:
+    """The resume commands that extended runs of ``entry`` beyond what their train command gives."""
+    said = [f"seed {r.seed} was then resumed with `" + "`, then `".join(
+        f"pearl resume {r.run_id}" + "".join(f" --set {o}" for o in sets.split()) for sets in r.resumes) + "`"
+        for r in entry.runs if r.resumes]
+    return f" Beyond that command, {'; '.join(said)}." if said else ""
+
+
 def section(entry: Entry, figure: str) -> list[str]:
     seeds = " ".join(dict.fromkeys(str(r.seed) for r in entry.runs))  # a seed trained twice is named once
     sets = "".join(f" --set {o}" for o in entry.overrides.split())
@@ -256,7 +268,7 @@ def section(entry: Entry, figure: str) -> list[str]:
     again = any(r.reevaluated is not None for r in entry.runs)
     lines = [f"## `{entry.config}`" + (f" with `{entry.overrides}`" if entry.overrides else ""), "",
              f"Command, per seed in ({seeds}): `pearl train {entry.config} --set seed=SEED{sets}`. "
-             f"Machine: {entry.runs[0].machine}.", "",
+             f"Machine: {entry.runs[0].machine}." + _resumed(entry), "",
              "| seed | status | iterations | env steps | wall clock (min) | final adapted return | best adapted | "
              "prior-z return |" + (" final re-evaluated (meta-tests per task) |" if again else "")
              + (" success (last episode) | success per episode |" if success else ""),

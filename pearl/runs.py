@@ -473,8 +473,23 @@ def _resume_locked(where: Location, lock: ExitStack, overrides: Sequence[str], t
     else:
         tracker = Tracker(uri, run_id=run_id)
         tracker.client.update_run(run_id, status="RUNNING")
+        _record_resume(tracker, overrides)
     return TrainingRun(trainer, tracker, source=path, resumed=True, checkpoint_dir=where.folder, lock=lock,
                        notes=notes)
+
+
+RESUMES_TAG = "pearl.resumes"
+
+
+def _record_resume(tracker: Tracker, overrides: Sequence[str]) -> None:
+    """Append a resume's ``--set`` values that change the training (not ``tracking.*``) to the run's
+    ``pearl.resumes`` tag, one line per resume, so that the run's record says how it was trained: a run
+    resumed with ``train.max_minutes=55`` is not repeated by its ``pearl train`` command alone."""
+    sets = [o for o in overrides if not o.startswith("tracking.")]
+    if not sets:
+        return
+    earlier = tracker.client.get_run(tracker.run_id).data.tags.get(RESUMES_TAG, "")
+    tracker.set_tag(RESUMES_TAG, "\n".join([*filter(None, earlier.split("\n")), " ".join(sets)]))
 
 
 # ----------------------------------------------------------------------------------------------

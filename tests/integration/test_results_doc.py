@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from mlflow import MlflowClient
+from mlflow.entities import Param
 
 from pearl import runs
 from pearl.config import config_from_dict
@@ -265,3 +266,27 @@ def test_entries_whose_overrides_begin_alike_get_figures_of_their_own() -> None:
              for tail in ("algo.reward_decoder_weight=10.0", "algo.reward_decoder_weight=10.0 algo.rl_context=uniform")}
     assert len(slugs) == 2 and all(len(s) <= 80 for s in slugs)
     assert results.Entry("experiments/cheetah.yaml", "seed=1", "cheetah-vel").slug == "cheetah__seed_1"
+
+
+def test_a_run_resumed_with_new_settings_names_its_resume_commands(tmp_path: Path) -> None:
+    """A run that `pearl resume --set` trained further (its `pearl.resumes` tag) is not repeated by its train
+    command alone: its entry gives the resume commands, in order, beside the command."""
+    from pearl.config import flatten, load_config
+
+    config = "experiments/quickstart.yaml"
+    params = {k: str(v) for k, v in flatten(load_config(REPO / config).to_dict()).items()}
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("e")
+    ids = []
+    for seed in (0, 1):
+        run = client.create_run(experiment, tags={"pearl.config": config})
+        client.log_batch(run.info.run_id, params=[Param(k, v if k != "seed" else str(seed)) for k, v in params.items()])
+        client.log_metric(run.info.run_id, "eval/test/return_adapted", -10.0, step=100)
+        client.set_terminated(run.info.run_id)
+        ids.append(run.info.run_id)
+    client.set_tag(ids[1], runs.RESUMES_TAG, "train.max_minutes=55\ntrain.max_minutes=90 eval.every=2")
+    (entry,) = results.read_entries(f"sqlite:///{tmp_path / 'mlflow.db'}", [])
+    text = "\n".join(results.section(entry, "results/q.png"))
+    assert (f"Beyond that command, seed 1 was then resumed with `pearl resume {ids[1]} --set train.max_minutes=55`, "
+            f"then `pearl resume {ids[1]} --set train.max_minutes=90 --set eval.every=2`.") in text
+    assert f"pearl resume {ids[0]}" not in text

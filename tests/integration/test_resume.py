@@ -226,11 +226,14 @@ def test_wall_clock_budget_ends_training_with_an_evaluated_iteration_and_resume_
 
     code, err = pearl("resume", str(folder), "--tracking-uri", uri, capsys=capsys)
     assert code == 0 and "spent its budget" in err and "train.max_minutes" in err
-    code, _ = pearl("resume", str(folder), "--tracking-uri", uri, "--set", "train.max_minutes=1000", capsys=capsys)
+    code, _ = pearl("resume", str(folder), "--tracking-uri", uri, "--set", "train.max_minutes=1000", "--no-progress",
+                    capsys=capsys)
     assert code == 0
     got = metrics_of(uri, run.info.run_id)
     assert max(v for (k, _), v in got.items() if k == "progress/iteration") == 5
     assert only_run(uri).info.status == "FINISHED"
+    # the run records the resume that trained it further (not the refused one, nor tracking.* settings)
+    assert only_run(uri).data.tags["pearl.resumes"] == "train.max_minutes=1000"
 
 
 # ----------------------------------------------------------------------------------------------
