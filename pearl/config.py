@@ -204,6 +204,13 @@ class TrainConfig:
         "z before each phase). Either way later episodes re-infer q(z|c) after every episode",
         choices=("posterior", "prior"),
     )
+    explore_prior_scale: float = _field(
+        1.0, "training collection's prior-z episodes draw z from the prior scaled by this factor about 0 "
+        "(N(0, s^2 I) for the N(0, I) prior; 1 = the prior itself, the paper). A factor above 1 sends some of "
+        "those episodes to z beyond the codes of the goals found so far, so the goals the policy can reach "
+        "grow outward instead of staying where the first rewards were met; the meta-test always draws from "
+        "the prior", check="positive",
+    )
     keep_rewarded_context: bool = _field(
         False, "on a sparse task, a visit whose context episodes meet no sparse reward keeps the task's previous "
         "context buffer if that held one (false: the paper's fresh context per visit): a goal that the current "

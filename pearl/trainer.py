@@ -10,6 +10,7 @@ Per iteration:
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
@@ -189,7 +190,10 @@ class Trainer:
             from_prior = not posterior or (prior_first and done == 0)
             z_dist = self.agent.prior(len(task_ids)) if from_prior else self._posterior_from_buffer(task_ids)
             # a fresh z ~ z_dist for every episode start
-            rollouts = self.collector.rollout(self.agent, self.tasks.train_tasks[task_ids], steps, z_dist.sample)
+            sample = z_dist.sample
+            if from_prior and self.cfg.train.explore_prior_scale != 1.0:
+                sample = functools.partial(_scaled_sample, z_dist, self.cfg.train.explore_prior_scale)
+            rollouts = self.collector.rollout(self.agent, self.tasks.train_tasks[task_ids], steps, sample)
             self._store(task_ids, rollouts, to_context=to_context)
             done += steps
 
@@ -464,6 +468,11 @@ class _Mixed(torch.distributions.Distribution):
         z = self.prior.sample(sample_shape)
         z[..., self.mask, :] = self.posterior.sample(sample_shape)
         return z
+
+
+def _scaled_sample(z_dist: torch.distributions.Distribution, scale: float) -> torch.Tensor:
+    """``[T, L]`` one draw of ``z_dist`` scaled about 0 (``train.explore_prior_scale``)."""
+    return z_dist.sample() * scale
 
 
 def visit_rounds(task_ids: np.ndarray) -> list[np.ndarray]:

@@ -209,3 +209,29 @@ def test_keep_rewarded_context_keeps_a_rewarded_buffer_through_a_visit_without_r
     assert old == [False, keep, False]
     assert buf.sizes[1] == (20 if keep else 5)
     assert buf.holds_nonzero("sparse_rewards").tolist() == [False, keep, True]
+
+
+@pytest.mark.parametrize("scale", [1.0, 3.0])
+def test_explore_prior_scale_widens_the_prior_z_of_training_collection_only(tiny_config_dict: dict,
+                                                                              scale: float) -> None:
+    """train.explore_prior_scale: the prior-z episodes of training collection draw z ~ N(0, s² I); the
+    posterior-z episodes keep q(z|c)."""
+    tiny_config_dict["train"].update(num_tasks_sample=1, num_steps_prior=20, num_steps_posterior=20,
+                                     num_extra_rl_steps_posterior=0, explore_prior_scale=scale)
+    trainer = Trainer(config_from_dict(tiny_config_dict, "tiny"))
+    trainer.collect_initial()
+    latent = trainer.cfg.encoder.latent_dim
+    trainer._posterior_from_buffer = lambda ids: dist.Normal(torch.full((len(ids), latent), POSTERIOR_LOC),
+                                                             1e-3).to_event(1)
+    drawn: list[torch.Tensor] = []
+    original = trainer.collector.rollout
+
+    def rollout(agent, tasks, n_steps, z_source, **kwargs):
+        drawn.append(torch.cat([z_source() for _ in range(2000)]))  # many draws of this phase's source
+        return original(agent, tasks, n_steps, z_source, **kwargs)
+
+    trainer.collector.rollout = rollout
+    trainer.collect_iteration()
+    prior_z, posterior_z = drawn
+    assert prior_z.mean().abs() < 0.1 * scale and abs(prior_z.std() / scale - 1.0) < 0.05
+    assert torch.allclose(posterior_z, torch.tensor(POSTERIOR_LOC), atol=0.01)
