@@ -382,13 +382,19 @@ message naming the new one; a checkpoint's saved config is upgraded (:func:`save
 
 
 def saved_config_dict(config_yaml: str) -> dict[str, Any]:
-    """A config saved in a checkpoint as a mapping, keys renamed since it was written upgraded."""
+    """A config saved in a checkpoint as a mapping, keys renamed since it was written upgraded and keys
+    added since at their defaults (the run trained with the behaviour a new key's default keeps)."""
     data = yaml.safe_load(config_yaml)
     for old, new in RENAMED.items():
         (section, old_key), (_, new_key) = old.split("."), new.split(".")
         values = data.get(section, {})
         if old_key in values and new_key not in values:
             values[new_key] = values.pop(old_key)
+    for key, default in ExperimentConfig().to_dict().items():
+        if key not in data:
+            data[key] = default
+        elif isinstance(default, dict) and isinstance(data[key], dict):
+            data[key] = {**default, **data[key]}
     return data
 
 

@@ -407,6 +407,29 @@ def test_checkpoint_with_keys_renamed_since_resumes_and_evaluates(
     assert sorted(p.name for p in folder.glob("ckpt_*.pt"))[-1] == "ckpt_000006.pt"
 
 
+def test_checkpoint_written_before_a_key_existed_resumes_with_its_default(
+    reference: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A checkpoint whose config lacks a key added since trained with the key's default: resume takes it,
+    and still refuses a change of that key."""
+    from pearl.checkpoint import load_checkpoint, state_digest
+
+    shutil.copy(reference["root"] / "mlflow.db", tmp_path / "mlflow.db")
+    folder = _copy_checkpoints(reference, tmp_path / "ckpts")
+    newest = sorted(folder.glob("ckpt_*.pt"))[-1]
+    state = load_checkpoint(newest)
+    saved = yaml.safe_load(state["config_yaml"])
+    del saved["train"]["explore_prior_scale"]
+    state["config_yaml"] = yaml.safe_dump(saved)
+    state["checksum"] = state_digest(state)
+    torch.save(state, newest)
+    code, err = pearl("resume", str(folder), "--set", "train.explore_prior_scale=2.0", capsys=capsys)
+    assert code == 2 and "train.explore_prior_scale: checkpoint has 1.0, config has 2.0" in err
+    code, err = pearl("resume", str(folder), "--set", "train.num_iterations=6", capsys=capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in folder.glob("ckpt_*.pt"))[-1] == "ckpt_000006.pt"
+
+
 def test_malicious_checkpoint_is_refused_by_the_cli_and_its_payload_never_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
