@@ -535,7 +535,9 @@ def diagnoses_section(path: Path, entries: list[Entry]) -> list[str]:
              "episode's final distance from the origin, and the posterior's standard deviation (mean over latent "
              "dims) is read at the first and the last posterior episode of the meta-tests that never find it. For "
              "those: the closest their posterior episodes came to the goal (0.2 would have found it) and the span "
-             "of those episodes' final directions. Rows marked *prior until found* replay the meta-test with "
+             "of those episodes' final directions. For the meta-tests that found their goal and missed it in the "
+             "last episode: the closest the episode after the find and the last episode came to it. Rows marked "
+             "*prior until found* replay the meta-test with "
              "`--prior-until-found`: an episode whose context holds no reward yet draws z from the prior, not "
              "q(z|c) (what the learned policy would reach if the belief after episodes without reward were the "
              "prior).", "",
@@ -550,12 +552,18 @@ def diagnoses_section(path: Path, entries: list[Entry]) -> list[str]:
         std = r.get("posterior_std_of_never_found") or []
         lines.append(f"| {name} | {run.seed if run else '–'} | {r['iteration']} | **{r['success_last']:.2f}** | "
                      f"{r['found_while_exploring']} / {r['found_later']} / {r['never_found']} of {r['meta_tests']} | "
-                     f"{r.get('found_then_missed_last', '–')} | "
+                     f"{r.get('found_then_missed_last', '–')}{_drift(r)} | "
                      f"{_f(r['end_radius_of_exploring_episodes'], 2)}, "
                      f"{_f(r['end_radius_of_never_found_posterior_episodes'], 2)} | "
                      f"{', '.join(_f(v, 2) for v in std) or '–'} | {_f(r.get('closest_to_goal_of_never_found'), 2)}, "
                      f"{_f(r.get('direction_span_of_never_found_deg'), 0)}° |")
     return lines + [""]
+
+
+def _drift(record: dict) -> str:
+    """How close the found-then-missed meta-tests came to their goal after the find and at the end."""
+    closest = record.get("closest_to_goal_of_found_then_missed")
+    return f" (closest {closest[0]:.2f} after the find, {closest[1]:.2f} at the end)" if closest else ""
 
 
 def explorers_section(path: Path) -> list[str]:

@@ -212,13 +212,14 @@ def test_sparse_diagnoses_are_rows_named_by_the_entry_of_their_run(tmp_path: Pat
     path = tmp_path / "diagnoses.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in [record("abc123456", 0.1), record("abc123456", 0.65),
                                                        record("abc123456", 0.8, prior_until_found=True,
-                                                              found_then_missed_last=3),
+                                                              found_then_missed_last=3,
+                                                              closest_to_goal_of_found_then_missed=[0.081, 0.214]),
                                                        record("gone98765", 0.3)]) + "\n")
     text = "\n".join(results.diagnoses_section(path, [entry]))
     assert ("| `sparse_point_robot_fast` `algo.critic_reward=sparse` | 2 | 120 | **0.65** | 26 / 14 / 20 of 60 | – | "
             "0.92, 0.74 | 0.27, 0.14 | 0.37, 95° |") in text  # recorded before the missed-last count existed
     assert ("| `sparse_point_robot_fast` `algo.critic_reward=sparse`, *prior until found* | 2 | 120 | **0.80** | "
-            "26 / 14 / 20 of 60 | 3 |") in text
+            "26 / 14 / 20 of 60 | 3 (closest 0.08 after the find, 0.21 at the end) |") in text
     assert "| gone9876 | – | 120 | **0.30** |" in text and "**0.10**" not in text
 
 

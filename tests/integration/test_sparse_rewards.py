@@ -154,6 +154,9 @@ def test_the_sparse_meta_test_diagnosis_follows_the_tasks_not_yet_solved(
     assert summary["never_found"] <= open_[-1] and summary["found_while_exploring"] == summary["meta_tests"] - open_[2]
     assert summary["found_while_exploring"] + summary["found_later"] + summary["never_found"] == summary["meta_tests"]
     assert 0 <= summary["found_then_missed_last"] <= summary["meta_tests"] - summary["never_found"]
+    drift = summary["closest_to_goal_of_found_then_missed"]
+    assert (drift is None) == (summary["found_then_missed_last"] == 0)
+    assert drift is None or drift[1] >= 0.2  # a missed last episode never came within the goal radius
     assert sum(summary["end_sectors_of_exploring_episodes"]) == 2 * summary["meta_tests"]  # 2 exploring episodes each
     assert json.loads((tmp_path / "diagnoses.jsonl").read_text()) == summary
     sparse_meta_test.main([str(folder), "--runs", "2", "--per-goal"])  # the same meta-tests, seeded alike
