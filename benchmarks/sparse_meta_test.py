@@ -9,10 +9,10 @@ and the posterior's standard deviation (mean over latent dims) that their z was 
 episode that ends well inside the circle cannot find a goal, whatever its direction. The summary adds,
 for the meta-tests that never find their goal, how close their posterior episodes came to it and how
 widely their final directions spread; how many found their goal before the last episode and missed
-it there, and how close to the goal those came in the episode after the find and in the last; and where
-the exploring episodes end. ``--prior-until-found`` replays the meta-test with z
-from the prior for every episode whose context holds no reward yet: the success that the learned
-policy and encoder would reach if the belief after episodes without reward were the prior. Usage::
+it there, and how close to the goal those came in the first posterior episode after the find and in the
+last; and where the exploring episodes end. ``--prior-until-found`` replays the meta-test with z from
+the prior for every episode whose context holds no reward yet: the success that the learned policy and
+encoder would reach if the belief after episodes without reward were the prior. Usage::
 
     python benchmarks/sparse_meta_test.py RUN            # a run id (with --tracking-uri) or a checkpoint folder
     python benchmarks/sparse_meta_test.py results/checkpoints/<run id> --runs 3 --per-goal
@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> None:
               "their_posterior_std": _finite_mean(std[open_, e]) if open_.any() and e >= n_explore else None})
     never = ~success.any(axis=1)
     missed = success[:, :-1].any(axis=1) & ~success[:, -1]  # found before the last episode, missed in it
-    after_find = np.minimum(success.argmax(axis=1) + 1, n_episodes - 1)  # [M] the episode after the first find
+    # [M] the first posterior episode after the first find (exploring episodes draw from the prior regardless)
+    after_find = np.minimum(np.maximum(success.argmax(axis=1) + 1, n_explore), n_episodes - 1)
     if args.per_goal:
         goal_deg = np.round(np.degrees(np.arctan2(goals[:, 1], goals[:, 0])), 1)
         for g in np.unique(goal_deg):
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
         "found_while_exploring": int(success[:, :n_explore].any(axis=1).sum()),
         "found_later": int((~success[:, :n_explore].any(axis=1) & ~never).sum()), "never_found": int(never.sum()),
         "found_then_missed_last": int(missed.sum()),
-        # for those: how close to the goal the episode after the first find and the last episode came (a return
+        # for those: how close to the goal the first posterior episode after the find and the last came (a return
         # that drifts away from a goal it found reads as a small first and a last just above 0.2)
         "closest_to_goal_of_found_then_missed":
             [round(float(closest[missed, after_find[missed]].mean()), 3), round(float(closest[missed, -1].mean()), 3)]
