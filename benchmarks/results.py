@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
+import inspect
 import json
 import re
 import sys
@@ -36,7 +37,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 
-from pearl.config import ConfigError, flatten, load_config  # noqa: E402
+from encoders.registry import resolve_encoder_class  # noqa: E402
+from pearl.config import ConfigError, ExperimentConfig, flatten, load_config  # noqa: E402
 from pearl.runs import RESUMES_TAG  # noqa: E402
 from pearl.tracking import latest_per_step  # noqa: E402
 
@@ -143,10 +145,28 @@ def _overrides(config: str, setting: dict[str, str], recorded: str) -> str:
     if today is None:
         return " ".join(o for o in recorded.split() if not o.startswith(("seed=", "tracking.")))
     yaml_value = {"None": "null", "True": "true", "False": "false"}
+    # a key the run did not log did not exist yet: it trained with the key's default, which today's file may set
+    # otherwise
+    defaults = {k: v for k, v in _defaults(setting).items() if k in today and not k.startswith(NOT_SETTINGS)}
+    setting = {**defaults, **setting}
     # a key absent from today's file was renamed since (and is upgraded on load), unless it is one of the
     # encoder's free-form kwargs
     return " ".join(f"{k}={yaml_value.get(v, v).replace(' ', '')}" for k, v in sorted(setting.items())
                     if today.get(k, v) != v or (k not in today and k.startswith("encoder.kwargs.")))
+
+
+def _defaults(setting: dict[str, str]) -> dict[str, str]:
+    """Every key's default, flattened as params are logged: the config's, and the keyword defaults of the
+    run's encoder class for ``encoder.kwargs.*``."""
+    out = {k: str(v) for k, v in flatten(ExperimentConfig().to_dict()).items()}
+    try:
+        encoder = resolve_encoder_class(setting.get("encoder.name", out["encoder.name"]))
+    except Exception:  # noqa: BLE001 - an encoder gone since: its kwargs stay as logged
+        return out
+    for name, parameter in inspect.signature(encoder).parameters.items():
+        if parameter.default is not inspect.Parameter.empty:
+            out[f"encoder.kwargs.{name}"] = str(parameter.default)
+    return out
 
 
 def read_store(uri: str) -> list[dict]:

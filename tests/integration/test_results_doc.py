@@ -291,3 +291,18 @@ def test_a_run_resumed_with_new_settings_names_its_resume_commands(tmp_path: Pat
     assert (f"Beyond that command, seed 1 was then resumed with `pearl resume {ids[1]} --set train.max_minutes=55`, "
             f"then `pearl resume {ids[1]} --set train.max_minutes=90 --set eval.every=2`.") in text
     assert f"pearl resume {ids[0]}" not in text
+
+
+def test_a_key_a_run_did_not_log_counts_at_its_default_against_todays_file() -> None:
+    """A run logged before a key existed trained with the key's default (the config's, or the encoder
+    class's for its kwargs); where today's file sets the key otherwise, the command says the default."""
+    from pearl.config import flatten, load_config
+
+    config = "experiments/sparse_point_robot_fast.yaml"
+    logged = {k: str(v) for k, v in flatten(load_config(REPO / config).to_dict()).items()}
+    setting = {k: v for k, v in logged.items() if not k.startswith(results.NOT_SETTINGS)}
+    assert results._overrides(config, setting, recorded="") == ""
+    for key in ("algo.context_window", "encoder.kwargs.prior_factor", "encoder.kwargs.gate_column"):
+        del setting[key]
+    assert results._overrides(config, setting, recorded="") == \
+        "algo.context_window=uniform encoder.kwargs.gate_column=null encoder.kwargs.prior_factor=false"
