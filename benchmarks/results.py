@@ -147,7 +147,8 @@ def _overrides(config: str, setting: dict[str, str], recorded: str) -> str:
     yaml_value = {"None": "null", "True": "true", "False": "false"}
     # a key the run did not log did not exist yet: it trained with the key's default, which today's file may set
     # otherwise
-    defaults = {k: v for k, v in _defaults(setting).items() if k in today and not k.startswith(NOT_SETTINGS)}
+    defaults = {k: v for k, v in _defaults(setting.get("encoder.name", "")).items()
+                if k in today and not k.startswith(NOT_SETTINGS)}
     setting = {**defaults, **setting}
     # a key absent from today's file was renamed since (and is upgraded on load), unless it is one of the
     # encoder's free-form kwargs
@@ -155,12 +156,13 @@ def _overrides(config: str, setting: dict[str, str], recorded: str) -> str:
                     if today.get(k, v) != v or (k not in today and k.startswith("encoder.kwargs.")))
 
 
-def _defaults(setting: dict[str, str]) -> dict[str, str]:
+@functools.cache
+def _defaults(encoder_name: str) -> dict[str, str]:
     """Every key's default, flattened as params are logged: the config's, and the keyword defaults of the
-    run's encoder class for ``encoder.kwargs.*``."""
+    encoder class ``encoder_name`` (the config's default when empty) for ``encoder.kwargs.*``. Read-only."""
     out = {k: str(v) for k, v in flatten(ExperimentConfig().to_dict()).items()}
     try:
-        encoder = resolve_encoder_class(setting.get("encoder.name", out["encoder.name"]))
+        encoder = resolve_encoder_class(encoder_name or out["encoder.name"])
     except Exception:  # noqa: BLE001 - an encoder gone since: its kwargs stay as logged
         return out
     for name, parameter in inspect.signature(encoder).parameters.items():
