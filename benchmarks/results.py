@@ -559,11 +559,9 @@ def diagnoses_section(path: Path, entries: list[Entry]) -> list[str]:
              "those: the closest their posterior episodes came to the goal (0.2 would have found it) and the span "
              "of those episodes' final directions. For the meta-tests that found their goal and missed it in the "
              "last episode: the closest the first posterior episode after the find and the last episode came to "
-             "it. Rows marked "
-             "*prior until found* replay the meta-test with "
-             "`--prior-until-found`: an episode whose context holds no reward yet draws z from the prior, not "
-             "q(z|c) (what the learned policy would reach if the belief after episodes without reward were the "
-             "prior).", "",
+             "it. Rows marked *prior until found* replay the meta-test with `--prior-until-found`: an episode "
+             "whose context holds no reward yet draws z from the prior, not q(z|c) (what the learned policy would "
+             "reach if the belief after episodes without reward were the prior).", "",
              "| run | seed | iteration | success, last episode | found exploring / later / never | found, then missed "
              "in the last episode | "
              "end radius: exploring, never-found posterior episodes | posterior std, never found: first, last | "
