@@ -547,7 +547,7 @@ def learning_section(name: str, records: list[dict], beside: list[Entry], figure
 def diagnoses_section(path: Path, entries: list[Entry]) -> list[str]:
     """The sparse meta-tests of benchmarks/sparse_meta_test.py, a row per run (the latest record of each),
     named by the entry that holds the run."""
-    records = {(r["run_id"], bool(r.get("prior_until_found"))): r for r in _records(path)}
+    records = {(r["run_id"], bool(r.get("prior_until_found")), r.get("posterior", "encoder")): r for r in _records(path)}
     owner = {run.run_id: (e, run) for e in entries for run in e.runs}
     lines = ["## Sparse point robot: where the meta-test falls short", "",
              "Command, per run: `python benchmarks/sparse_meta_test.py RUN --runs 3 --out docs/sparse_meta_test.jsonl` "
@@ -561,15 +561,18 @@ def diagnoses_section(path: Path, entries: list[Entry]) -> list[str]:
              "last episode: the closest the first posterior episode after the find and the last episode came to "
              "it. Rows marked *prior until found* replay the meta-test with `--prior-until-found`: an episode "
              "whose context holds no reward yet draws z from the prior, not q(z|c) (what the learned policy would "
-             "reach if the belief after episodes without reward were the prior).", "",
+             "reach if the belief after episodes without reward were the prior). Rows marked *decoder posterior* "
+             "replay it with `--posterior decoder`: the posterior episodes draw z from the reward decoder's exact "
+             "posterior on a grid (`eval.posterior: decoder`, pearl/decoder_posterior.py) instead of q(z|c).", "",
              "| run | seed | iteration | success, last episode | found exploring / later / never | found, then missed "
              "in the last episode | "
              "end radius: exploring, never-found posterior episodes | posterior std, never found: first, last | "
              "never found: closest, direction span |", "|---|---|---|---|---|---|---|---|---|"]
-    for (run_id, counterfactual), r in records.items():
+    for (run_id, counterfactual, posterior), r in records.items():
         entry, run = owner.get(run_id, (None, None))
         name = (f"`{Path(entry.config).stem}`" + (f" `{entry.overrides}`" if entry.overrides else "")) if entry else run_id[:8]
         name += ", *prior until found*" if counterfactual else ""
+        name += ", *decoder posterior*" if posterior == "decoder" else ""
         std = r.get("posterior_std_of_never_found") or []
         lines.append(f"| {name} | {run.seed if run else '–'} | {r['iteration']} | **{r['success_last']:.2f}** | "
                      f"{r['found_while_exploring']} / {r['found_later']} / {r['never_found']} of {r['meta_tests']} | "

@@ -49,19 +49,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prior-until-found", action="store_true",
                    help="counterfactual: a posterior episode whose context holds no sparse reward yet draws z from "
                         "the prior instead of q(z|c), to measure what the belief after episodes without reward costs")
+    p.add_argument("--posterior", choices=("encoder", "decoder"), default=None,
+                   help="what the posterior episodes draw z from (default: the run's eval.posterior): q(z|c), or the "
+                        "reward decoder's grid posterior (pearl/decoder_posterior.py)")
     p.add_argument("--out", type=Path, default=None,
                    help="append the summary line to this JSON-lines file (docs/sparse_meta_test.jsonl is drawn "
                         "in docs/results.md by benchmarks/results.py)")
     return p.parse_args(argv)
 
 
-def _posterior_std(agent, contexts: list[torch.Tensor]) -> np.ndarray:
-    """[K] mean standard deviation of q(z|c_k) over latent dims (NaN where the posterior has none)."""
+def _posterior_std(posterior, contexts: list[torch.Tensor]) -> np.ndarray:
+    """[K] mean standard deviation of posterior(c_k) over latent dims (NaN where the posterior has none)."""
     out = np.full(len(contexts), np.nan)
     with torch.no_grad():
         for k, context in enumerate(contexts):
             try:
-                out[k] = float(agent.posterior(context[None]).stddev.mean())
+                out[k] = float(posterior(context[None]).stddev.mean())
             except (NotImplementedError, AttributeError):
                 pass
     return out
@@ -98,8 +101,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
-    loaded = load_run(args.run, tracking_uri=args.tracking_uri, overrides=["num_threads=1"])
+    overrides = ["num_threads=1", *([f"eval.posterior={args.posterior}"] if args.posterior else [])]
+    loaded = load_run(args.run, tracking_uri=args.tracking_uri, overrides=overrides)
     trainer, cfg = loaded.trainer, loaded.cfg
+    posterior = trainer.acting_posterior() or trainer.agent.posterior
     if cfg.env.name != "sparse-point-robot":
         sys.exit(f"the run trained {cfg.env.name}; this diagnosis is for sparse-point-robot")
     n_episodes, n_explore = cfg.eval.num_episodes, cfg.eval.num_exp_traj_eval
@@ -112,11 +117,12 @@ def main(argv: list[str] | None = None) -> None:
         kind, extra = (PriorUntilFound, {"reward_column": trainer.obs_dim + trainer.action_dim}) \
             if args.prior_until_found else (Adaptation, {})
         adaptation = kind(trainer.agent, trainer.collector, group, num_exp_traj_eval=n_explore,
-                          use_next_obs=cfg.encoder.use_next_obs, sparse_rewards=trainer.sparse_rewards, **extra)
+                          use_next_obs=cfg.encoder.use_next_obs, sparse_rewards=trainer.sparse_rewards,
+                          posterior=posterior, **extra)
         rows_here = slice(start, start + len(group))
         for e in range(n_episodes):
             if e >= n_explore:
-                std[rows_here, e] = _posterior_std(trainer.agent, adaptation.contexts())
+                std[rows_here, e] = _posterior_std(posterior, adaptation.contexts())
             ro, first = adaptation.run_episode(trainer.collector.max_path_length, deterministic=True)
             last = first.sum(axis=1) - 1  # [K] the last step of each slot's first episode
             end = ro.next_observations[np.arange(len(group)), last, :2]
@@ -148,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
                   if lost.any() else None})
     summary = {
         "episode": "all", "run": loaded.title, "run_id": loaded.run_id, "iteration": loaded.iteration,
-        "prior_until_found": args.prior_until_found,
+        "prior_until_found": args.prior_until_found, "posterior": cfg.eval.posterior,
         "meta_tests": len(rows), "success_last": round(float(success[:, -1].mean()), 3),
         "found_while_exploring": int(success[:, :n_explore].any(axis=1).sum()),
         "found_later": int((~success[:, :n_explore].any(axis=1) & ~never).sum()), "never_found": int(never.sum()),

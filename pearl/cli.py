@@ -176,7 +176,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from pearl import runs
 
     overrides = [*([f"eval.num_runs={args.runs}"] if args.runs else []),
-                 *([f"eval.deterministic_episodes={args.deterministic_episodes}"] if args.deterministic_episodes else [])]
+                 *([f"eval.deterministic_episodes={args.deterministic_episodes}"] if args.deterministic_episodes else []),
+                 *([f"eval.posterior={args.posterior}"] if args.posterior else [])]
     loaded = runs.load_run(args.run, tracking_uri=args.tracking_uri, overrides=overrides)
     e = loaded.cfg.eval
     episodes = args.episodes or e.num_episodes
@@ -186,7 +187,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     n_tasks = result.returns.shape[0]
     print(f"checkpoint {loaded.checkpoint} (iteration {loaded.iteration}), {n_tasks} {args.tasks} tasks x "
           f"{e.num_runs} run(s), " + ("sampled actions before the last episode" if e.deterministic_episodes == "last"
-                                      else "mean actions in every episode"))
+                                      else "mean actions in every episode")
+          + (", z of the posterior episodes from the decoder's grid posterior" if e.posterior == "decoder" else ""))
     print(result.table())
     print(f"return with z from the prior: {result.return_prior:.3f}")
     print(f"adapted return:               {result.return_adapted:.3f}")
@@ -330,6 +332,10 @@ def _add_inspection_commands(sub: Any) -> None:
     p.add_argument("--deterministic-episodes", "--deterministic", choices=("all", "last"),
                    help="episodes acting with the mean action: all (the paper's protocol) or only the last "
                         "(default: the config's eval.deterministic_episodes)")
+    p.add_argument("--posterior", choices=("encoder", "decoder"),
+                   help="what the posterior episodes draw z from: encoder, q(z|c) (the paper), or decoder, the exact "
+                        "posterior under the reward decoder on a grid of a 1-dimensional z (default: the config's "
+                        "eval.posterior)")
 
     p = _command(sub, "embed", cmd_embed, help="inspect latent task embeddings of a run", names_a_run=True,
                  description="Inspect the latent task embeddings q(z|c) of a trained run: a table of posteriors per "

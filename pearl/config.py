@@ -261,6 +261,13 @@ class EvalConfig:
                                       check="positive")
     n_train_tasks_evaluated: int = _field(
         5, "training tasks evaluated too, drawn once from env.n_train_tasks (0 = none)", check="nonneg")
+    posterior: str = _field(
+        "encoder", "what the meta-test's posterior episodes draw z from: 'encoder', q(z|c) (the paper), or "
+        "'decoder', the exact posterior of a 1-dimensional z under the reward decoder's likelihood and the prior, "
+        "on a grid (pearl/decoder_posterior.py: it may have several modes and learns from transitions without "
+        "reward; needs algo.reward_decoder_weight > 0 and encoder.latent_dim 1; training is unchanged)",
+        choices=("encoder", "decoder"),
+    )
     latent_every: int = _field(
         0, "log a latent summary (latent/probe_r2_test, active dims, contraction; see docs/latents.md) every this "
         "many iterations and after the last, from fresh rollouts on all train and test tasks; 0 = off",
@@ -514,6 +521,12 @@ def _validate(cfg: ExperimentConfig, where: str, *, check_registries: bool) -> N
         raise ConfigError(
             f"{where}: eval.num_exp_traj_eval: expected at most eval.num_episodes "
             f"({cfg.eval.num_episodes}), got {cfg.eval.num_exp_traj_eval}"
+        )
+    if cfg.eval.posterior == "decoder" and (cfg.algo.reward_decoder_weight == 0 or cfg.encoder.latent_dim != 1):
+        raise ConfigError(
+            f"{where}: eval.posterior: 'decoder' needs algo.reward_decoder_weight > 0 and encoder.latent_dim 1 (the "
+            f"grid is over one dimension), got reward_decoder_weight {cfg.algo.reward_decoder_weight} and latent_dim "
+            f"{cfg.encoder.latent_dim}"
         )
     _validate_schedule(cfg.train, where)
     _validate_algo(cfg.algo, where)

@@ -16,9 +16,11 @@ Shapes:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
+from torch.distributions import Distribution
 
 from pearl.agent import PEARLAgent
 from pearl.buffers import TransitionBatch, make_context
@@ -96,13 +98,15 @@ def meta_test(
     has_success: bool,
     deterministic: str = "all",
     num_runs: int = 1,
+    posterior: Callable[[torch.Tensor], Distribution] | None = None,
 ) -> MetaTestResult:
     """Run the meta-test protocol ``num_runs`` times on each of ``tasks``, averaged per task.
 
     All ``K * num_runs`` meta-tests run side by side, one env slot each, in groups of as many as
     the collector has slots. ``deterministic``: ``"all"`` episodes act with the policy's mean
     action (the paper's protocol), or only the ``"last"`` one, the earlier ones sampling actions
-    from the policy.
+    from the policy. ``posterior`` maps a context ``[1 or K, N, C]`` to the distribution that the
+    posterior episodes draw z from (default: the agent's q(z|c)).
 
     Returns are summed over the reward the context sees: the sparse reward on sparse tasks (as the
     paper reports them), the env reward otherwise.
@@ -114,7 +118,7 @@ def meta_test(
     returns, successes = np.zeros((len(rows), num_episodes)), np.zeros((len(rows), num_episodes))
     for start, group in in_groups(rows, len(collector.envs)):
         adaptation = Adaptation(agent, collector, group, num_exp_traj_eval=num_exp_traj_eval,
-                                use_next_obs=use_next_obs, sparse_rewards=sparse_rewards)
+                                use_next_obs=use_next_obs, sparse_rewards=sparse_rewards, posterior=posterior)
         for e in range(num_episodes):
             ro, first = adaptation.run_episode(collector.max_path_length,
                                                deterministic=acts_deterministically(e, num_episodes, deterministic))
@@ -144,16 +148,19 @@ class Adaptation:
 
     Each task starts with an empty context. Episode ``e`` draws z from the prior while
     ``e < num_exp_traj_eval`` (posterior sampling exploration), afterwards from q(z|c) of all the
-    context the task has gathered so far; one z per task and episode. Each episode's transitions
-    (of its first episode in the slot, when it ends early) join the task's context.
+    context the task has gathered so far (or from ``posterior``, a map of such contexts to a
+    distribution); one z per task and episode. Each episode's transitions (of its first episode in
+    the slot, when it ends early) join the task's context.
 
     Shapes:
         tasks [K, P]; each task's context [N_k, C].
     """
 
     def __init__(self, agent: PEARLAgent, collector: VectorCollector, tasks: np.ndarray, *,
-                 num_exp_traj_eval: int, use_next_obs: bool, sparse_rewards: bool) -> None:
+                 num_exp_traj_eval: int, use_next_obs: bool, sparse_rewards: bool,
+                 posterior: Callable[[torch.Tensor], Distribution] | None = None) -> None:
         self.agent, self.collector, self.tasks = agent, collector, tasks
+        self.posterior = posterior or agent.posterior
         self.num_exp_traj_eval = num_exp_traj_eval
         self.use_next_obs, self.sparse_rewards = use_next_obs, sparse_rewards
         self.episodes = 0  # episodes run so far
@@ -172,7 +179,7 @@ class Adaptation:
         """z of the next episode: [K, L], from the prior or from q(z|c) of the context so far."""
         if self.episodes < self.num_exp_traj_eval:
             return self.agent.prior(len(self.tasks)).sample()
-        return _posterior_samples(self.agent, self.contexts())
+        return _posterior_samples(self.posterior, self.contexts())
 
     @torch.no_grad()
     def run_episode(self, n_steps: int, *, deterministic: bool) -> tuple[Rollouts, np.ndarray]:
@@ -195,12 +202,12 @@ class Adaptation:
         return ro, first
 
 
-def _posterior_samples(agent: PEARLAgent, contexts: list[torch.Tensor]) -> torch.Tensor:
-    """One z ~ q(z|c_k) per task; batched when all contexts have the same length.
+def _posterior_samples(posterior: Callable[[torch.Tensor], Distribution], contexts: list[torch.Tensor]) -> torch.Tensor:
+    """One z ~ posterior(c_k) per task; batched when all contexts have the same length.
 
     Shapes:
         contexts: K tensors [n_k, C] -> z [K, L]
     """
     if len({c.shape[0] for c in contexts}) == 1:
-        return agent.posterior(torch.stack(contexts)).sample()
-    return torch.cat([agent.posterior(c[None]).sample() for c in contexts])
+        return posterior(torch.stack(contexts)).sample()
+    return torch.cat([posterior(c[None]).sample() for c in contexts])

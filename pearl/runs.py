@@ -219,9 +219,10 @@ def evaluate(loaded: LoadedRun, *, split: str = "test", num_episodes: int | None
 
 
 def evaluation_prefix(cfg: ExperimentConfig, split: str) -> str:
-    """Metric prefix of ``pearl evaluate``: ``evaluate/test``, or ``evaluate/test_sampled`` when
-    the episodes before the last sampled their actions."""
-    return f"evaluate/{split}" + ("_sampled" if cfg.eval.deterministic_episodes == "last" else "")
+    """Metric prefix of ``pearl evaluate``: ``evaluate/test``, with ``_sampled`` when the episodes before the
+    last sampled their actions and ``_decoder`` when the posterior episodes drew z from the decoder's posterior."""
+    return (f"evaluate/{split}" + ("_sampled" if cfg.eval.deterministic_episodes == "last" else "")
+            + ("_decoder" if cfg.eval.posterior == "decoder" else ""))
 
 
 def log_evaluation(loaded: LoadedRun, result: MetaTestResult, *, split: str, tracking_uri: str | None = None) -> str:

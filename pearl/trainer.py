@@ -27,10 +27,11 @@ import torch
 import encoders
 import envs
 from pearl.agent import PEARLAgent
-from pearl.buffers import MultiTaskBuffer, context_dim, make_context
+from pearl.buffers import MultiTaskBuffer, context_dim, context_reward_index, make_context
 from pearl.checkpoint import CheckpointError, incompatible_differences, latest_checkpoint, save_checkpoint
 from pearl.collect import Rollouts, VectorCollector
 from pearl.config import ConfigError, ExperimentConfig, saved_config_dict
+from pearl.decoder_posterior import DecoderPosterior
 from pearl.evaluation import MetaTestResult, meta_test
 from pearl.sac import make_learner
 
@@ -267,8 +268,15 @@ class Trainer:
             self.agent, self.collector, tasks, num_episodes=num_episodes or e.num_episodes,
             num_exp_traj_eval=e.num_exp_traj_eval, use_next_obs=self.cfg.encoder.use_next_obs,
             sparse_rewards=self.sparse_rewards, has_success=self.tasks.has_success,
-            deterministic=e.deterministic_episodes, num_runs=e.num_runs,
+            deterministic=e.deterministic_episodes, num_runs=e.num_runs, posterior=self.acting_posterior(),
         )
+
+    def acting_posterior(self) -> Callable[[torch.Tensor], torch.distributions.Distribution] | None:
+        """What the meta-test's posterior episodes draw z from (``eval.posterior``); None: q(z|c)."""
+        if self.cfg.eval.posterior == "encoder":
+            return None
+        return DecoderPosterior(self.learner.reward_decoder, weight=self.cfg.algo.reward_decoder_weight,
+                                reward_col=context_reward_index(self.obs_dim, self.action_dim))
 
     # ------------------------------------------------------------------------------------------
     # the loop

@@ -490,6 +490,13 @@ def test_evaluate_with_sampled_exploration_logs_apart(reference: dict, capsys: p
     assert metrics["evaluate/test_sampled/num_runs"] == 2  # how precise the re-evaluation is, for reports
 
 
+def test_evaluate_with_the_decoder_posterior_needs_a_decoder(reference: dict, capsys: pytest.CaptureFixture) -> None:
+    """The tiny run has no reward decoder and a 3-dimensional z: --posterior decoder is refused, saying why."""
+    code, err = pearl("evaluate", reference["run_id"], "--posterior", "decoder", "--tracking-uri", reference["uri"],
+                      capsys=capsys)
+    assert code == 2 and "eval.posterior: 'decoder' needs algo.reward_decoder_weight > 0" in err
+
+
 # ----------------------------------------------------------------------------------------------
 # failing writes: a full disk, a tracking store that stops answering
 
