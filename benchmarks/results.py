@@ -44,8 +44,9 @@ from pearl.tracking import latest_per_step  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ADAPTED, PRIOR, TOTAL_S = "eval/test/return_adapted", "eval/test/return_prior", "time/total_s"
-# what `pearl evaluate RUN --runs N` logs: the final checkpoint meta-tested again, N times per task
-REEVALUATED, REEVALUATED_RUNS = "evaluate/test/return_adapted", "evaluate/test/num_runs"
+# what `pearl evaluate RUN --runs N` logs: the final checkpoint meta-tested again, N times per task, under
+# the prefix of the run's own meta-test protocol (pearl.runs.evaluation_prefix)
+REEVALUATED, REEVALUATED_RUNS, REEVALUATED_SUCCESS = "return_adapted", "num_runs", "success_adapted"
 
 
 @dataclass
@@ -64,7 +65,8 @@ class SeedRun:
     episodes: np.ndarray  # [E] mean return per meta-test episode at the last evaluation
     episode_success: np.ndarray | None  # [E]
     iterations: int
-    reevaluated: tuple[float, int] | None = None  # (adapted return, meta-tests per task) of `pearl evaluate`
+    # (adapted return, meta-tests per task, success of the last episode or None) of `pearl evaluate`
+    reevaluated: tuple[float, int, float | None] | None = None
     best: float | None = None  # the best adapted return where the curve is not kept (else the curve's maximum)
     recovered: str | None = None  # where a run kept without its curve was read from
     figure: str | None = None  # the plot drawn of such a run while its curve existed, relative to the document
@@ -83,7 +85,7 @@ class SeedRun:
                    episodes=array(r["episodes"]),
                    episode_success=None if r.get("episode_success") is None else array(r["episode_success"]),
                    iterations=int(r["iterations"]),
-                   reevaluated=tuple(r["reevaluated"]) if r.get("reevaluated") else None,
+                   reevaluated=(*r["reevaluated"], None)[:3] if r.get("reevaluated") else None,
                    best=r.get("best"), recovered=r.get("recovered"), figure=r.get("figure"),
                    resumes=tuple(r.get("resumes", ())))
 
@@ -187,6 +189,7 @@ def read_store(uri: str) -> list[dict]:
             n_episodes = len([k for k in metrics if k.startswith("eval/test/return_episode_")])
             episode = lambda e, kind: _finite(metrics.get(f"eval/test/{kind}_episode_{e}", np.nan))  # noqa: E731
             has_success = "eval/test/success_episode_0" in metrics
+            again = _reevaluation_prefix(run.data.params)
             records.append({
                 "run_id": run_id, "config": tags["pearl.config"], "overrides_recorded": tags.get("pearl.overrides", ""),
                 "setting": {k: v for k, v in sorted(run.data.params.items()) if not k.startswith(NOT_SETTINGS)},
@@ -198,8 +201,8 @@ def read_store(uri: str) -> list[dict]:
                 "prior": _finite(metrics.get(PRIOR, np.nan)), "success": _finite(metrics.get("eval/test/success_adapted")),
                 "episodes": [episode(e, "return") for e in range(n_episodes)],
                 "episode_success": [episode(e, "success") for e in range(n_episodes)] if has_success else None,
-                "reevaluated": (_reevaluated(client, run_id, int(steps[-1]))
-                                if REEVALUATED_RUNS in metrics else None),
+                "reevaluated": (_reevaluated(client, run_id, int(steps[-1]), again)
+                                if f"{again}/{REEVALUATED_RUNS}" in metrics else None),
             })
     return records
 
@@ -236,13 +239,23 @@ def read_entries(uri: str, configs: list[str] = ()) -> list[Entry]:
     return group(read_store(uri), configs)
 
 
-def _reevaluated(client: MlflowClient, run_id: str, final_step: int) -> tuple[float, int] | None:
-    """The latest ``pearl evaluate`` of the run's final checkpoint (logged at its env steps) that recorded
-    its number of meta-tests per task; None when there is none."""
-    value, runs = _history(client, run_id, REEVALUATED), _history(client, run_id, REEVALUATED_RUNS)
+def _reevaluation_prefix(params: dict[str, str]) -> str:
+    """Where ``pearl evaluate RUN`` logs a meta-test under the run's own protocol (its logged eval settings)."""
+    return ("evaluate/test" + ("_sampled" if params.get("eval.deterministic_episodes") == "last" else "")
+            + ("_decoder" if params.get("eval.posterior") == "decoder" else ""))
+
+
+def _reevaluated(client: MlflowClient, run_id: str, final_step: int,
+                 prefix: str) -> tuple[float, int, float | None] | None:
+    """The latest ``pearl evaluate`` under ``prefix`` of the run's final checkpoint (logged at its env steps)
+    that recorded its number of meta-tests per task, with its success where the task family has one; None
+    when there is none."""
+    value, runs = _history(client, run_id, f"{prefix}/{REEVALUATED}"), _history(client, run_id,
+                                                                                  f"{prefix}/{REEVALUATED_RUNS}")
     if final_step not in value or final_step not in runs:
         return None
-    return value[final_step], int(runs[final_step])
+    return value[final_step], int(runs[final_step]), _history(client, run_id,
+                                                              f"{prefix}/{REEVALUATED_SUCCESS}").get(final_step)
 
 
 def plot(entry: Entry, path: Path) -> None:
@@ -299,7 +312,8 @@ def section(entry: Entry, figure: str) -> list[str]:
         row = (f"| {r.seed} | {r.status} | {r.iterations} | {int(r.steps[-1]):,} | {_f(r.minutes[-1])} | "
                f"**{_f(r.adapted[-1])}** | {_f(r.best_adapted)} | {_f(r.prior)} |")
         if again:
-            row += f" {_f(r.reevaluated[0])} ({r.reevaluated[1]}) |" if r.reevaluated else " – |"
+            row += f" {_f(r.reevaluated[0])} ({r.reevaluated[1]}){_success(r.reevaluated[2])} |" if r.reevaluated \
+                else " – |"
         if success:
             per_episode = ", ".join(_f(v, 2) for v in r.episode_success) if r.episode_success is not None else "–"
             row += f" {_f(r.success, 2)} | {per_episode} |"
@@ -582,6 +596,11 @@ def diagnoses_section(path: Path, entries: list[Entry]) -> list[str]:
                      f"{', '.join(_f(v, 2) for v in std) or '–'} | {_f(r.get('closest_to_goal_of_never_found'), 2)}, "
                      f"{_f(r.get('direction_span_of_never_found_deg'), 0)}° |")
     return lines + [""]
+
+
+def _success(value: float | None) -> str:
+    """A re-evaluation's success, after its return."""
+    return "" if value is None else f", success {value:.2f}"
 
 
 def _drift(record: dict) -> str:

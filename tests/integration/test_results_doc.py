@@ -306,3 +306,25 @@ def test_a_key_a_run_did_not_log_counts_at_its_default_against_todays_file() -> 
         del setting[key]
     assert results._overrides(config, setting, recorded="") == \
         "algo.context_window=uniform encoder.kwargs.gate_column=null encoder.kwargs.prior_factor=false"
+
+
+def test_a_reevaluation_is_read_under_the_runs_own_protocol_with_its_success(tiny_config_dict: dict) -> None:
+    """`pearl evaluate RUN` logs under the prefix of the run's own meta-test (z from the decoder's posterior,
+    sampled exploration): results.py reads it there, and shows a sparse task's re-evaluated success."""
+    from pearl.config import flatten
+
+    tiny_config_dict["encoder"]["latent_dim"] = 1
+    tiny_config_dict["algo"]["reward_decoder_weight"] = 1.0
+    for changes in ({}, {"posterior": "decoder"}, {"posterior": "decoder", "deterministic_episodes": "last"}):
+        cfg = config_from_dict({**tiny_config_dict, "eval": {**tiny_config_dict["eval"], **changes}})
+        params = {k: str(v) for k, v in flatten(cfg.to_dict()).items()}
+        assert results._reevaluation_prefix(params) == runs.evaluation_prefix(cfg, "test")
+
+    def record(run_id: str, seed: int, reevaluated: list | None) -> dict:
+        return {"run_id": run_id, "config": "experiments/gone.yaml", "overrides_recorded": "", "setting": {},
+                "env": "sparse-point-robot", "seed": seed, "status": "FINISHED", "machine": "cpu", "iterations": 9,
+                "env_steps": [100], "adapted": [6.0], "minutes": [30.0], "prior": 1.0, "success": 0.9,
+                "episodes": [1.0, 6.0], "episode_success": [0.1, 0.9], "reevaluated": reevaluated}
+    (entry,) = results.group([record("new", 0, [5.25, 8, 0.95]), record("old", 1, [4.5, 8])])
+    text = "\n".join(results.section(entry, "results/gone.png"))
+    assert "| 5.2 (8), success 0.95 | 0.90 |" in text and "| 4.5 (8) | 0.90 |" in text
