@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -120,16 +121,18 @@ def collect_contexts(
     use_next_obs: bool,
     sparse_rewards: bool,
     deterministic: str = "all",
+    posterior: Callable[[torch.Tensor], Distribution] | None = None,
 ) -> list[torch.Tensor]:
     """Context of each task from fresh rollouts with posterior sampling: the meta-test protocol
     (:class:`pearl.evaluation.Adaptation`), keeping what each task gathers.
 
     Each task starts with an empty context. Episodes run for at most ``collector.max_path_length``
-    steps; the first ``num_exp_traj_eval`` draw z from the prior, later ones draw z from q(z|c) on
-    all context gathered so far. ``deterministic`` is the meta-test's (``eval.deterministic_episodes``):
-    with ``"last"`` only the last of the ``ceil(n_transitions / max_path_length)`` episodes acts
-    with the mean action. Collection stops once every task has ``n_transitions`` transitions (the
-    last episode may be cut short); tasks are run ``len(collector.envs)`` at a time.
+    steps; the first ``num_exp_traj_eval`` draw z from the prior, later ones draw z from q(z|c) (or
+    from ``posterior``, as the meta-test's ``eval.posterior`` says) on all context gathered so far.
+    ``deterministic`` is the meta-test's (``eval.deterministic_episodes``): with ``"last"`` only the
+    last of the ``ceil(n_transitions / max_path_length)`` episodes acts with the mean action.
+    Collection stops once every task has ``n_transitions`` transitions (the last episode may be cut
+    short); tasks are run ``len(collector.envs)`` at a time.
 
     Returns:
         K tensors [n_transitions, C] (fewer only if episodes end after a single step throughout).
@@ -143,7 +146,7 @@ def collect_contexts(
     out: list[torch.Tensor] = []
     for _, group in in_groups(np.asarray(tasks), len(collector.envs)):
         adaptation = Adaptation(agent, collector, group, num_exp_traj_eval=num_exp_traj_eval,
-                                use_next_obs=use_next_obs, sparse_rewards=sparse_rewards)
+                                use_next_obs=use_next_obs, sparse_rewards=sparse_rewards, posterior=posterior)
         # every episode adds at least one transition per task, so n_transitions episodes always suffice
         while adaptation.n_context.min() < n_transitions and adaptation.episodes < n_transitions:
             steps = int(min(collector.max_path_length, n_transitions - adaptation.n_context.min()))

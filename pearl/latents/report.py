@@ -252,7 +252,7 @@ def gather_contexts(
                                    n_transitions=n_context or context_budget(trainer),
                                    num_exp_traj_eval=cfg.eval.num_exp_traj_eval,
                                    use_next_obs=cfg.encoder.use_next_obs, sparse_rewards=trainer.sparse_rewards,
-                                   deterministic=cfg.eval.deterministic_episodes)
+                                   deterministic=cfg.eval.deterministic_episodes, posterior=trainer.acting_posterior())
         part = TaskContexts(tasks, ids, np.full(len(tasks), split, dtype=object), ctx)
         parts.append(part.select(part.n_context > 0))
     if sum(len(p) for p in parts) == 0:

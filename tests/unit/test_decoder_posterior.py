@@ -63,14 +63,16 @@ def test_linear_gaussian_decoder_gives_the_closed_form_posterior() -> None:
         assert post.mean[:, 0].tolist() == pytest.approx([2 * w * n * c / precision, -2 * w * n * c / precision],
                                                          abs=1e-3)
         assert post.variance[:, 0].tolist() == pytest.approx([1 / precision] * 2, rel=1e-3)
-    empty = q(context[:, :0])
-    grown = torch.cat([context, _context([[0.1] * 2, [0.3] * 2])], dim=1)  # extends the last call's context ...
+    empty = q(context[:, :0])  # no context: the prior (cut at 4 standard deviations)
+    assert empty.mean.abs().max() < 1e-4 and empty.variance[:, 0].tolist() == pytest.approx([1.0, 1.0], abs=2e-3)
+
     fresh = DecoderPosterior(_Predicts(lambda z: z), reward_col=S, weight=w, grid_size=801)
-    assert torch.allclose(q(grown).probs, fresh(grown).probs, atol=1e-6)  # ... so only the new rows were added
+    q(context)
+    grown = torch.cat([context, _context([[0.1] * 2, [0.3] * 2])], dim=1)  # extends the last call's context:
+    assert torch.allclose(q(grown).probs, fresh(grown).probs, atol=1e-6)  # its 3 transitions' sum is reused
     changed = grown.clone()
     changed[0, 0, S] = 5.0  # an earlier reward differs: nothing is reused
-    assert torch.allclose(q(changed).probs, fresh(changed).probs, atol=1e-6)  # no context: the prior (cut at 4 standard deviations)
-    assert empty.mean.abs().max() < 1e-4 and empty.variance[:, 0].tolist() == pytest.approx([1.0, 1.0], abs=2e-3)
+    assert torch.allclose(q(changed).probs, fresh(changed).probs, atol=1e-6)
 
 
 def test_the_posterior_keeps_both_modes_and_learns_from_no_reward() -> None:
@@ -142,3 +144,16 @@ def test_pearl_evaluate_logs_decoder_posterior_meta_tests_apart(tiny_config_dict
     assert evaluation_prefix(config_from_dict(tiny_config_dict), "test") == "evaluate/test"
     tiny_config_dict["eval"].update(posterior="decoder", deterministic_episodes="last")
     assert evaluation_prefix(config_from_dict(tiny_config_dict), "train") == "evaluate/train_sampled_decoder"
+
+
+def test_latent_inspection_rollouts_follow_the_decoder_posterior_too(tiny_config_dict: dict) -> None:
+    """pearl embed's rollouts are the meta-test's episodes: with eval.posterior: decoder their z is not q(z|c)'s."""
+    from pearl import latents
+
+    tiny_config_dict["encoder"]["latent_dim"] = 1
+    tiny_config_dict["algo"]["reward_decoder_weight"] = 1.0
+    tiny_config_dict["eval"].update(num_episodes=3, num_exp_traj_eval=1, posterior="decoder")
+    trainer = Trainer(config_from_dict(tiny_config_dict))
+    trainer.agent.posterior = lambda context: pytest.fail("q(z|c) was asked")  # type: ignore[method-assign]
+    contexts = latents.gather_contexts(trainer, splits=("test",))
+    assert all(len(c) == 3 * trainer.max_path_length for c in contexts.contexts)
