@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     loaded = load_run(args.run, tracking_uri=args.tracking_uri, overrides=overrides)
     trainer, cfg = loaded.trainer, loaded.cfg
     posterior = trainer.acting_posterior() or trainer.agent.posterior
+    # a second one reads each task's width, so that the first keeps adding each episode to what it has summed
+    width_of = trainer.acting_posterior() or trainer.agent.posterior
     if cfg.env.name != "sparse-point-robot":
         sys.exit(f"the run trained {cfg.env.name}; this diagnosis is for sparse-point-robot")
     n_episodes, n_explore = cfg.eval.num_episodes, cfg.eval.num_exp_traj_eval
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         rows_here = slice(start, start + len(group))
         for e in range(n_episodes):
             if e >= n_explore:
-                std[rows_here, e] = _posterior_std(posterior, adaptation.contexts())
+                std[rows_here, e] = _posterior_std(width_of, adaptation.contexts())
             ro, first = adaptation.run_episode(trainer.collector.max_path_length, deterministic=True)
             last = first.sum(axis=1) - 1  # [K] the last step of each slot's first episode
             end = ro.next_observations[np.arange(len(group)), last, :2]

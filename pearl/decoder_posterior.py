@@ -78,7 +78,8 @@ class DecoderPosterior:
 
     The likelihood is a sum over transitions, and a meta-test's contexts grow by appending episodes: a call
     whose context extends the previous call's (same tasks, same leading transitions) evaluates only the new
-    transitions and adds them to the previous sum.
+    transitions and adds them to the previous sum; so make one per meta-test, while the decoder does not change
+    (:meth:`pearl.trainer.Trainer.acting_posterior` does).
     """
 
     def __init__(self, decoder: nn.Module, *, reward_col: int, weight: float, grid_size: int = 128,

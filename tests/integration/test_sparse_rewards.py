@@ -169,6 +169,40 @@ def test_the_sparse_meta_test_diagnosis_follows_the_tasks_not_yet_solved(
     assert summary["prior_until_found"] is False
 
 
+def test_the_sparse_meta_test_diagnosis_replays_with_the_decoder_posterior(
+    tiny_config_dict: dict, capsys, sparse_meta_test
+) -> None:
+    """--posterior decoder: the posterior episodes draw z from the reward decoder's grid posterior (q(z|c) is
+    not asked), whose width the episode lines report; the summary says which posterior it was."""
+    import json
+
+    tiny_config_dict["env"]["name"] = "sparse-point-robot"
+    tiny_config_dict["encoder"]["latent_dim"] = 1
+    tiny_config_dict["algo"]["reward_decoder_weight"] = 1.0
+    tiny_config_dict["train"]["num_iterations"] = 1
+    tiny_config_dict["eval"].update(num_episodes=3, num_exp_traj_eval=1)
+    with runs.start(config_from_dict(tiny_config_dict, "tiny")) as run:
+        run.train()
+        folder = run.trainer.checkpoint_dir
+    capsys.readouterr()
+    asked: list[int] = []
+    original = sparse_meta_test.load_run
+
+    def load_run(*args, **kwargs):
+        loaded = original(*args, **kwargs)
+        loaded.trainer.agent.posterior = lambda context: asked.append(1)  # type: ignore[method-assign]
+        return loaded
+
+    sparse_meta_test.load_run = load_run
+    try:
+        sparse_meta_test.main([str(folder), "--runs", "2", "--posterior", "decoder"])
+    finally:
+        sparse_meta_test.load_run = original
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert not asked and lines[-1]["posterior"] == "decoder"
+    assert all(0 < x["their_posterior_std"] <= 4 for x in lines[1:-1] if x["not_found_before"])  # within the grid
+
+
 def test_prior_until_found_draws_z_from_the_prior_only_while_no_reward_was_seen(sparse_meta_test, monkeypatch) -> None:
     """The counterfactual meta-test: a task whose context holds a sparse reward keeps q(z|c); one without
     draws z from the prior; the exploring episodes are untouched."""
