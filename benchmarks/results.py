@@ -561,7 +561,8 @@ def learning_section(name: str, records: list[dict], beside: list[Entry], figure
 def diagnoses_section(path: Path, entries: list[Entry]) -> list[str]:
     """The sparse meta-tests of benchmarks/sparse_meta_test.py, a row per run (the latest record of each),
     named by the entry that holds the run."""
-    records = {(r["run_id"], bool(r.get("prior_until_found")), r.get("posterior", "encoder")): r for r in _records(path)}
+    records = {(r["run_id"], bool(r.get("prior_until_found")), r.get("posterior", "encoder")): r
+               for r in _records(path)}
     owner = {run.run_id: (e, run) for e in entries for run in e.runs}
     lines = ["## Sparse point robot: where the meta-test falls short", "",
              "Command, per run: `python benchmarks/sparse_meta_test.py RUN --runs 3 --out docs/sparse_meta_test.jsonl` "

@@ -175,9 +175,9 @@ def _compare(targets: Sequence[str], *, tracking_uri: str | None, out: Path | No
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from pearl import runs
 
-    overrides = [*([f"eval.num_runs={args.runs}"] if args.runs else []),
-                 *([f"eval.deterministic_episodes={args.deterministic_episodes}"] if args.deterministic_episodes else []),
-                 *([f"eval.posterior={args.posterior}"] if args.posterior else [])]
+    given = {"eval.num_runs": args.runs, "eval.deterministic_episodes": args.deterministic_episodes,
+             "eval.posterior": args.posterior}
+    overrides = [f"{key}={value}" for key, value in given.items() if value]
     loaded = runs.load_run(args.run, tracking_uri=args.tracking_uri, overrides=overrides)
     e = loaded.cfg.eval
     episodes = args.episodes or e.num_episodes

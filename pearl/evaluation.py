@@ -202,7 +202,8 @@ class Adaptation:
         return ro, first
 
 
-def _posterior_samples(posterior: Callable[[torch.Tensor], Distribution], contexts: list[torch.Tensor]) -> torch.Tensor:
+def _posterior_samples(posterior: Callable[[torch.Tensor], Distribution],
+                       contexts: list[torch.Tensor]) -> torch.Tensor:
     """One z ~ posterior(c_k) per task; batched when all contexts have the same length.
 
     Shapes:

@@ -2,7 +2,7 @@
 
 Each test trains a config exactly as ``pearl train`` does (a throwaway MLflow store) and judges
 the final evaluation on the test tasks, under the config's own meta-test protocol. They take
-about 45 (cheetah-vel) and 30 (sparse point robot) minutes alone on a 2-core CPU, which does not
+about 45 (cheetah-vel) and 22 to 30 (sparse point robot) minutes alone on a 2-core CPU, which does not
 fit CI beside the point-robot learning test; the README's Tests section says how to run them.
 The figures of every seed trained so far are in docs/results.md.
 """
