@@ -578,7 +578,8 @@ def diagnoses_section(path: Path, entries: list[Entry]) -> list[str]:
              "whose context holds no reward yet draws z from the prior, not q(z|c) (what the learned policy would "
              "reach if the belief after episodes without reward were the prior). Rows marked *decoder posterior* "
              "replay it with `--posterior decoder`: the posterior episodes draw z from the reward decoder's exact "
-             "posterior on a grid (`eval.posterior: decoder`, pearl/decoder_posterior.py) instead of q(z|c).", "",
+             "posterior on a grid (`eval.posterior: decoder`, pearl/decoder_posterior.py), rows marked *q(z|c)* "
+             "with `--posterior encoder` (rows without either mark are older records, all with q(z|c)).", "",
              "| run | seed | iteration | success, last episode | found exploring / later / never | found, then missed "
              "in the last episode | "
              "end radius: exploring, never-found posterior episodes | posterior std, never found: first, last | "
@@ -587,7 +588,8 @@ def diagnoses_section(path: Path, entries: list[Entry]) -> list[str]:
         entry, run = owner.get(run_id, (None, None))
         name = (f"`{Path(entry.config).stem}`" + (f" `{entry.overrides}`" if entry.overrides else "")) if entry else run_id[:8]
         name += ", *prior until found*" if counterfactual else ""
-        name += ", *decoder posterior*" if posterior == "decoder" else ""
+        if "posterior" in r:  # recorded since the choice exists: said either way, a run's own may be either
+            name += ", *decoder posterior*" if posterior == "decoder" else ", *q(z|c)*"
         std = r.get("posterior_std_of_never_found") or []
         lines.append(f"| {name} | {run.seed if run else '–'} | {r['iteration']} | **{r['success_last']:.2f}** | "
                      f"{r['found_while_exploring']} / {r['found_later']} / {r['never_found']} of {r['meta_tests']} | "

@@ -193,6 +193,7 @@ def test_learning_records_are_read_beside_the_runs_of_the_same_env_at_equal_env_
 
 def test_sparse_diagnoses_are_rows_named_by_the_entry_of_their_run(tmp_path: Path) -> None:
     """docs/sparse_meta_test.jsonl -> a row per run (its latest record), named by config, overrides and seed."""
+    import dataclasses
     import json
 
     import numpy as np
@@ -200,8 +201,9 @@ def test_sparse_diagnoses_are_rows_named_by_the_entry_of_their_run(tmp_path: Pat
     run = results.SeedRun(run_id="abc123456", seed=2, status="FINISHED", machine="cpu", steps=np.array([10]),
                           adapted=np.array([5.0]), minutes=np.array([1.0]), prior=1.0, success=0.5,
                           episodes=np.array([1.0]), episode_success=np.array([0.5]), iterations=120)
+    since = dataclasses.replace(run, run_id="def456789", seed=3)  # a run diagnosed under both posteriors
     entry = results.Entry("experiments/sparse_point_robot_fast.yaml", "algo.critic_reward=sparse",
-                          "sparse-point-robot", [run])
+                          "sparse-point-robot", [run, since])
 
     def record(run_id: str, success: float, **extra) -> dict:
         return {"run_id": run_id, "iteration": 120, "meta_tests": 60, "success_last": success, **extra,
@@ -214,8 +216,13 @@ def test_sparse_diagnoses_are_rows_named_by_the_entry_of_their_run(tmp_path: Pat
                                                        record("abc123456", 0.8, prior_until_found=True,
                                                               found_then_missed_last=3,
                                                               closest_to_goal_of_found_then_missed=[0.081, 0.214]),
-                                                       record("gone98765", 0.3)]) + "\n")
+                                                       record("gone98765", 0.3),
+                                                       record("def456789", 0.95, posterior="decoder"),
+                                                       record("def456789", 0.7, posterior="encoder")]) + "\n")
     text = "\n".join(results.diagnoses_section(path, [entry]))
+    # a record that names its posterior says which, either way; the older one without stays as it was
+    assert "| `sparse_point_robot_fast` `algo.critic_reward=sparse`, *decoder posterior* | 3 | 120 | **0.95** |" in text
+    assert "| `sparse_point_robot_fast` `algo.critic_reward=sparse`, *q(z|c)* | 3 | 120 | **0.70** |" in text
     assert ("| `sparse_point_robot_fast` `algo.critic_reward=sparse` | 2 | 120 | **0.65** | 26 / 14 / 20 of 60 | – | "
             "0.92, 0.74 | 0.27, 0.14 | 0.37, 95° |") in text  # recorded before the missed-last count existed
     assert ("| `sparse_point_robot_fast` `algo.critic_reward=sparse`, *prior until found* | 2 | 120 | **0.80** | "
