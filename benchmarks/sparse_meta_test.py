@@ -16,6 +16,7 @@ encoder would reach if the belief after episodes without reward were the prior. 
 
     python benchmarks/sparse_meta_test.py RUN            # a run id (with --tracking-uri) or a checkpoint folder
     python benchmarks/sparse_meta_test.py results/checkpoints/<run id> --runs 3 --per-goal
+    python benchmarks/sparse_meta_test.py RUN --posterior encoder    # q(z|c), whatever the run's eval.posterior
 
 Prints one JSON line per episode, with ``--per-goal`` one per test goal, then a summary line
 (``"episode": "all"``).
