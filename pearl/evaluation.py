@@ -160,7 +160,7 @@ class Adaptation:
                  num_exp_traj_eval: int, use_next_obs: bool, sparse_rewards: bool,
                  posterior: Callable[[torch.Tensor], Distribution] | None = None) -> None:
         self.agent, self.collector, self.tasks = agent, collector, tasks
-        self.posterior = posterior or agent.posterior
+        self.posterior = posterior  # None: the agent's q(z|c)
         self.num_exp_traj_eval = num_exp_traj_eval
         self.use_next_obs, self.sparse_rewards = use_next_obs, sparse_rewards
         self.episodes = 0  # episodes run so far
@@ -179,7 +179,7 @@ class Adaptation:
         """z of the next episode: [K, L], from the prior or from q(z|c) of the context so far."""
         if self.episodes < self.num_exp_traj_eval:
             return self.agent.prior(len(self.tasks)).sample()
-        return _posterior_samples(self.posterior, self.contexts())
+        return _posterior_samples(self.posterior or self.agent.posterior, self.contexts())
 
     @torch.no_grad()
     def run_episode(self, n_steps: int, *, deterministic: bool) -> tuple[Rollouts, np.ndarray]:
