@@ -39,7 +39,7 @@ from mlflow import MlflowClient  # noqa: E402
 
 from encoders.registry import resolve_encoder_class  # noqa: E402
 from pearl.config import ConfigError, ExperimentConfig, flatten, load_config  # noqa: E402
-from pearl.runs import RESUMES_TAG  # noqa: E402
+from pearl.runs import RESUMES_TAG, protocol_prefix  # noqa: E402
 from pearl.tracking import latest_per_step  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -240,9 +240,10 @@ def read_entries(uri: str, configs: list[str] = ()) -> list[Entry]:
 
 
 def _reevaluation_prefix(params: dict[str, str]) -> str:
-    """Where ``pearl evaluate RUN`` logs a meta-test under the run's own protocol (its logged eval settings)."""
-    return ("evaluate/test" + ("_sampled" if params.get("eval.deterministic_episodes") == "last" else "")
-            + ("_decoder" if params.get("eval.posterior") == "decoder" else ""))
+    """Where ``pearl evaluate RUN`` logs a meta-test under the run's own protocol (its logged eval settings;
+    a run from before a setting existed ran at its default)."""
+    return protocol_prefix("test", deterministic_episodes=params.get("eval.deterministic_episodes", "all"),
+                           posterior=params.get("eval.posterior", "encoder"))
 
 
 def _reevaluated(client: MlflowClient, run_id: str, final_step: int,

@@ -219,10 +219,16 @@ def evaluate(loaded: LoadedRun, *, split: str = "test", num_episodes: int | None
 
 
 def evaluation_prefix(cfg: ExperimentConfig, split: str) -> str:
-    """Metric prefix of ``pearl evaluate``: ``evaluate/test``, with ``_sampled`` when the episodes before the
-    last sampled their actions and ``_decoder`` when the posterior episodes drew z from the decoder's posterior."""
-    return (f"evaluate/{split}" + ("_sampled" if cfg.eval.deterministic_episodes == "last" else "")
-            + ("_decoder" if cfg.eval.posterior == "decoder" else ""))
+    """Metric prefix of ``pearl evaluate`` under ``cfg``'s meta-test protocol (see :func:`protocol_prefix`)."""
+    return protocol_prefix(split, deterministic_episodes=cfg.eval.deterministic_episodes, posterior=cfg.eval.posterior)
+
+
+def protocol_prefix(split: str, *, deterministic_episodes: str, posterior: str) -> str:
+    """``evaluate/test``, with ``_sampled`` when the episodes before the last sampled their actions
+    (``eval.deterministic_episodes: last``) and ``_decoder`` when the posterior episodes drew z from the
+    decoder's posterior (``eval.posterior: decoder``)."""
+    return (f"evaluate/{split}" + ("_sampled" if deterministic_episodes == "last" else "")
+            + ("_decoder" if posterior == "decoder" else ""))
 
 
 def log_evaluation(loaded: LoadedRun, result: MetaTestResult, *, split: str, tracking_uri: str | None = None) -> str:

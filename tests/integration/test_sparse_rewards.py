@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from mlflow import MlflowClient
 
 from pearl import runs
 from pearl.config import config_from_dict
+from pearl.trainer import Trainer
 
 
 def test_the_context_sees_sparse_rewards_the_critic_dense_ones(tiny_config_dict: dict) -> None:
@@ -129,6 +131,15 @@ def sparse_meta_test(monkeypatch):
     return sparse_meta_test
 
 
+def _one_sparse_iteration(config: dict) -> tuple[Path, Trainer]:
+    """Train ``config`` on the sparse point robot for one iteration: its checkpoint folder and trainer."""
+    config["env"]["name"] = "sparse-point-robot"
+    config["train"]["num_iterations"] = 1
+    with runs.start(config_from_dict(config, "tiny")) as run:
+        run.train()
+    return run.trainer.checkpoint_dir, run.trainer
+
+
 def test_the_sparse_meta_test_diagnosis_follows_the_tasks_not_yet_solved(
     tiny_config_dict: dict, capsys, sparse_meta_test, tmp_path
 ) -> None:
@@ -136,12 +147,8 @@ def test_the_sparse_meta_test_diagnosis_follows_the_tasks_not_yet_solved(
     no earlier episode found never grows, and the summary counts what the episodes found."""
     import json
 
-    tiny_config_dict["env"]["name"] = "sparse-point-robot"
-    tiny_config_dict["train"]["num_iterations"] = 1
     tiny_config_dict["eval"].update(num_episodes=4, num_exp_traj_eval=2)
-    with runs.start(config_from_dict(tiny_config_dict, "tiny")) as run:
-        run.train()
-        folder = run.trainer.checkpoint_dir
+    folder, trainer = _one_sparse_iteration(tiny_config_dict)
     capsys.readouterr()
     sparse_meta_test.main([str(folder), "--runs", "2", "--out", str(tmp_path / "diagnoses.jsonl")])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -162,7 +169,7 @@ def test_the_sparse_meta_test_diagnosis_follows_the_tasks_not_yet_solved(
     sparse_meta_test.main([str(folder), "--runs", "2", "--per-goal"])  # the same meta-tests, seeded alike
     goals = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"goal_deg"' in line]
     angles = [g["goal_deg"] for g in goals]
-    assert len(goals) == len(run.trainer.test_tasks) and angles == sorted(angles)
+    assert len(goals) == len(trainer.test_tasks) and angles == sorted(angles)
     assert sum(g["meta_tests"] for g in goals) == summary["meta_tests"]
     assert sum(g["never_found"] for g in goals) == summary["never_found"]
     assert all((g["posterior_end_deg_of_never_found"] is None) == (g["never_found"] == 0) for g in goals)
@@ -174,16 +181,10 @@ def test_the_sparse_meta_test_diagnosis_replays_with_the_decoder_posterior(
 ) -> None:
     """--posterior decoder: the posterior episodes draw z from the reward decoder's grid posterior (q(z|c) is
     not asked), whose width the episode lines report; the summary says which posterior it was."""
-    import json
-
-    tiny_config_dict["env"]["name"] = "sparse-point-robot"
     tiny_config_dict["encoder"]["latent_dim"] = 1
     tiny_config_dict["algo"]["reward_decoder_weight"] = 1.0
-    tiny_config_dict["train"]["num_iterations"] = 1
     tiny_config_dict["eval"].update(num_episodes=3, num_exp_traj_eval=1)
-    with runs.start(config_from_dict(tiny_config_dict, "tiny")) as run:
-        run.train()
-        folder = run.trainer.checkpoint_dir
+    folder, _ = _one_sparse_iteration(tiny_config_dict)
     capsys.readouterr()
     asked: list[int] = []
     original = sparse_meta_test.load_run
