@@ -45,7 +45,7 @@ from pearl.tracking import latest_per_step  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 ADAPTED, PRIOR, TOTAL_S = "eval/test/return_adapted", "eval/test/return_prior", "time/total_s"
 # what `pearl evaluate RUN --runs N` logs: the final checkpoint meta-tested again, N times per task, under
-# the prefix of the run's own meta-test protocol (pearl.runs.evaluation_prefix)
+# the prefix of the run's own meta-test protocol (pearl.runs.protocol_prefix)
 REEVALUATED, REEVALUATED_RUNS, REEVALUATED_SUCCESS = "return_adapted", "num_runs", "success_adapted"
 
 
@@ -242,8 +242,9 @@ def read_entries(uri: str, configs: list[str] = ()) -> list[Entry]:
 def _reevaluation_prefix(params: dict[str, str]) -> str:
     """Where ``pearl evaluate RUN`` logs a meta-test under the run's own protocol (its logged eval settings;
     a run from before a setting existed ran at its default)."""
-    return protocol_prefix("test", deterministic_episodes=params.get("eval.deterministic_episodes", "all"),
-                           posterior=params.get("eval.posterior", "encoder"))
+    logged = {**_defaults(params.get("encoder.name", "")), **params}
+    return protocol_prefix("test", deterministic_episodes=logged["eval.deterministic_episodes"],
+                           posterior=logged["eval.posterior"])
 
 
 def _reevaluated(client: MlflowClient, run_id: str, final_step: int,

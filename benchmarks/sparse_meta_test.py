@@ -105,9 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     overrides = ["num_threads=1", *([f"eval.posterior={args.posterior}"] if args.posterior else [])]
     loaded = load_run(args.run, tracking_uri=args.tracking_uri, overrides=overrides)
     trainer, cfg = loaded.trainer, loaded.cfg
-    posterior = trainer.acting_posterior() or trainer.agent.posterior
+    posterior = trainer.acting_posterior()
     # a second one reads each task's width, so that the first keeps adding each episode to what it has summed
-    width_of = trainer.acting_posterior() or trainer.agent.posterior
+    width_of = trainer.acting_posterior()
     if cfg.env.name != "sparse-point-robot":
         sys.exit(f"the run trained {cfg.env.name}; this diagnosis is for sparse-point-robot")
     n_episodes, n_explore = cfg.eval.num_episodes, cfg.eval.num_exp_traj_eval

@@ -271,10 +271,11 @@ class Trainer:
             deterministic=e.deterministic_episodes, num_runs=e.num_runs, posterior=self.acting_posterior(),
         )
 
-    def acting_posterior(self) -> Callable[[torch.Tensor], torch.distributions.Distribution] | None:
-        """What the meta-test's posterior episodes draw z from (``eval.posterior``); None: q(z|c)."""
+    def acting_posterior(self) -> Callable[[torch.Tensor], torch.distributions.Distribution]:
+        """What the meta-test's posterior episodes draw z from (``eval.posterior``): q(z|c), or a fresh
+        :class:`DecoderPosterior` (one per meta-test: it keeps a running sum over the growing contexts)."""
         if self.cfg.eval.posterior == "encoder":
-            return None
+            return self.agent.posterior
         return DecoderPosterior(self.learner.reward_decoder, weight=self.cfg.algo.reward_decoder_weight,
                                 reward_col=context_reward_index(self.obs_dim, self.action_dim))
 
